@@ -1,0 +1,653 @@
+"""Training data: (gray input, colour target) pairs made on the fly from any folder of colour photos.
+
+``colorize_dls(folder)`` finds the photos (recursively), skips unreadable files (scanned once and
+cached in-process), optionally drops near-gray photos from the training split, splits train/valid
+with a seed, and returns fastai ``DataLoaders`` whose batches are ``(x, y)``:
+
+- ``y``: the colour photo, a ``TensorImage`` ``(B, 3, H, W)`` in ``[0, 1]`` (not normalised);
+- ``x``: a :class:`TensorGrayInput` ``(B, 3, H, W)`` in ``[0, 1]``: ``color.to_gray(y)``, or, with
+  ``degrade=True`` on the training split, that gray made to look like an old photo.
+
+Both blocks read the same file (decoded once, see :func:`open_photo`) and go through the same
+item and batch augmentations; :class:`ToGray` turns ``x`` gray at the very end of the batch
+pipeline, so ``x == to_gray(y)`` holds exactly even with random crops, flips and warps. Everything
+the pipeline references is a module-level class or function, so ``Learner.export`` can pickle it.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+import warnings
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from fastai.data.block import DataBlock, TransformBlock
+from fastai.data.core import DataLoaders
+from fastai.data.transforms import IntToFloatTensor, RandomSplitter
+from fastai.torch_core import TensorImage
+from fastai.vision.augment import RandomResizedCrop, aug_transforms
+from fastai.vision.core import PILImage
+from fasttransform import Transform
+from PIL import Image, ImageOps
+from torch import Tensor
+
+from .color import rgb_to_lab, to_gray
+from .io import ImageLoadError, find_images, load_image
+
+__all__ = [
+    "PILGrayInput",
+    "TensorGrayInput",
+    "open_photo",
+    "OpenPhoto",
+    "CenterCropResize",
+    "ToGray",
+    "OldPhotoDegrade",
+    "photo_chroma",
+    "ScanResult",
+    "scan_images",
+    "clear_scan_cache",
+    "get_photo_files",
+    "colorize_block",
+    "colorize_dls",
+]
+
+_JPEG_EXTS = {".jpg", ".jpeg"}
+_CHROMA_SIDE = 64  # photo_chroma measures a thumbnail whose longest side is at most this
+_SCAN_DRAFT = 2 * _CHROMA_SIDE  # the scan decodes JPEGs drafted to about this size
+_MAX_NAMES = 10  # names listed in a warning before "and N more"
+
+
+# ----------------------------------------------------------------------------------------------
+# types
+
+
+class TensorGrayInput(TensorImage):
+    """The network input: a gray (or degraded / sepia) photo ``(3, H, W)`` / ``(B, 3, H, W)``.
+
+    A ``TensorImage`` subclass, so fastai's geometric batch augmentations treat it exactly like the
+    colour target and ``show_batch`` shows it; :class:`ToGray` and :class:`OldPhotoDegrade` act on
+    this type only.
+    """
+
+
+class PILGrayInput(PILImage):
+    """PIL form of the network input; ``ToTensor`` turns it into a :class:`TensorGrayInput`."""
+
+
+PILGrayInput._tensor_cls = TensorGrayInput
+
+
+# ----------------------------------------------------------------------------------------------
+# decoding
+
+
+def _open_jpeg_draft(path: Path, min_side: int) -> Image.Image | None:
+    """Decode a JPEG at a reduced scale (both sides >= ``min_side`` before EXIF rotation).
+
+    Returns None when the fast path does not apply (unusual mode, huge file, any decode problem):
+    the caller then goes through ``io.load_image``, which reads it fully or names the problem.
+    """
+    try:
+        with Image.open(path) as src:
+            if src.format != "JPEG" or src.mode not in ("RGB", "L") or src.width * src.height > 50_000_000:
+                return None
+            src.draft("RGB", (min_side, min_side))
+            src.load()
+            img = ImageOps.exif_transpose(src)
+            img = img.convert("RGB") if img.mode != "RGB" else (img.copy() if img is src else img)
+            img.load()
+            return img
+    except Exception:  # any failure falls back to io.load_image, which reports it
+        return None
+
+
+def open_photo(path: str | os.PathLike, min_side: int | None = None) -> Image.Image:
+    """Read ``path`` as an RGB PIL image, EXIF orientation applied.
+
+    With ``min_side``, JPEGs are decoded at a reduced scale (Pillow's ``draft``: 1/2, 1/4 or 1/8)
+    as long as both sides stay >= ``min_side``, which is several times faster for small training
+    sizes. Other files, and JPEGs the fast path cannot handle, go through ``io.load_image``.
+    Raises ``io.ImageLoadError`` naming the file for anything unreadable.
+    """
+    path = Path(path)
+    if min_side is not None and path.suffix.lower() in _JPEG_EXTS:
+        img = _open_jpeg_draft(path, int(min_side))
+        if img is not None:
+            return img
+    return load_image(path)
+
+
+# One decoded image per process: the input and target blocks read the same file one after the
+# other, so the second read is a copy instead of a second decode.
+_LAST_DECODED: dict[tuple[str, int | None], Image.Image] = {}
+
+
+def _open_photo_shared(path: Path, min_side: int | None) -> Image.Image:
+    key = (str(path), min_side)
+    img = _LAST_DECODED.get(key)
+    if img is None:
+        img = open_photo(path, min_side)
+        _LAST_DECODED.clear()
+        _LAST_DECODED[key] = img
+    return img.copy()  # fastai re-classes PIL images in place: never hand out the cached object
+
+
+class OpenPhoto(Transform):
+    """Type transform: image ``Path`` -> ``out_type`` (``PILImage`` or :class:`PILGrayInput`).
+
+    ``min_side`` (usually twice the training size) lets JPEGs decode at a reduced scale.
+    """
+
+    def __init__(self, min_side: int | None = None, out_type: type = PILImage) -> None:
+        super().__init__()
+        self.min_side, self.out_type = min_side, out_type
+
+    def encodes(self, o: Path | str) -> Image.Image:
+        return self.out_type(_open_photo_shared(Path(o), self.min_side))
+
+
+class CenterCropResize(Transform):
+    """Deterministic item transform: centre square crop of a PIL image, resized to ``size``."""
+
+    order = 1
+
+    def __init__(self, size: int, split_idx: int | None = None) -> None:
+        super().__init__(split_idx=split_idx)
+        self.size = int(size)
+
+    def encodes(self, x: Image.Image) -> Image.Image:
+        out = ImageOps.fit(x, (self.size, self.size), method=Image.Resampling.BILINEAR)
+        out.__class__ = type(x)  # keep fastai's PILImage / PILGrayInput type so ToTensor applies
+        return out
+
+
+# ----------------------------------------------------------------------------------------------
+# batch transforms
+
+
+class ToGray(Transform):
+    """Batch transform: :class:`TensorGrayInput` ``(B, 3, H, W)`` -> ``color.to_gray`` of it.
+
+    Runs after the geometric augmentations (order 80), so the input is exactly the gray of the
+    augmented target. Other tensor types pass through unchanged.
+    """
+
+    order = 80
+
+    def encodes(self, x: TensorGrayInput) -> TensorGrayInput:
+        return to_gray(x.as_subclass(Tensor)).as_subclass(type(x))
+
+
+_SEPIA = torch.tensor([1.351, 1.203, 0.937]) / 1.19  # classic sepia matrix on gray, luminance ~ kept
+
+
+def _gaussian_blur(x: Tensor, sigma: Tensor) -> Tensor:
+    """Blur each image of ``x`` ``(B, C, H, W)`` with its own gaussian ``sigma`` ``(B,)`` (pixels)."""
+    b, c, h, w = x.shape
+    radius = max(1, math.ceil(3 * float(sigma.max())))
+    radius = min(radius, (min(h, w) - 1) // 2) if min(h, w) > 2 else 0
+    if radius == 0:
+        return x
+    t = torch.arange(-radius, radius + 1, device=x.device, dtype=x.dtype)
+    s = sigma.to(x.dtype).clamp(min=1e-2).view(b, 1)
+    k = torch.exp(-(t.view(1, -1) ** 2) / (2 * s**2))
+    k = (k / k.sum(1, keepdim=True)).repeat_interleave(c, dim=0)  # (B*C, K)
+    y = x.reshape(1, b * c, h, w)
+    y = F.conv2d(F.pad(y, (radius, radius, 0, 0), mode="replicate"), k.view(b * c, 1, 1, -1), groups=b * c)
+    y = F.conv2d(F.pad(y, (0, 0, radius, radius), mode="replicate"), k.view(b * c, 1, -1, 1), groups=b * c)
+    return y.view(b, c, h, w)
+
+
+class OldPhotoDegrade(Transform):
+    """Make gray inputs look like old photos, on the training split only (order 85, after ToGray).
+
+    Each image of the batch is degraded with probability ``p``; a degraded image gets each effect
+    with probability ``p_each``, at a random strength of its own: gaussian blur (sigma up to
+    ``blur`` px at 64 px, scaled with the image), downscale-upscale (factor up to ``downscale``,
+    blocky or smooth), fading (contrast loss up to ``fade``), a sepia tint (probability ``sepia``)
+    that stays sepia with probability ``keep_sepia`` and otherwise goes back to gray, and grain
+    (gaussian noise, std up to ``noise``, the same on the three channels). Only
+    :class:`TensorGrayInput` is touched, so the colour target stays as it is. Vectorised over the
+    batch, on the batch's device; ``(B, 3, H, W)`` in ``[0, 1]`` in and out.
+    """
+
+    split_idx, order = 0, 85
+
+    def __init__(
+        self,
+        p: float = 0.5,
+        noise: float = 0.08,
+        blur: float = 1.2,
+        downscale: float = 3.0,
+        fade: float = 0.5,
+        sepia: float = 0.3,
+        keep_sepia: float = 0.5,
+        p_each: float = 0.5,
+    ) -> None:
+        super().__init__()
+        for name, v in dict(p=p, sepia=sepia, keep_sepia=keep_sepia, p_each=p_each, fade=fade).items():
+            if not 0 <= v <= 1:
+                raise ValueError(f"OldPhotoDegrade: {name} must be in [0, 1], got {v}")
+        if noise < 0 or blur < 0 or downscale < 1:
+            raise ValueError(
+                "OldPhotoDegrade: need noise >= 0, blur >= 0 and downscale >= 1, "
+                f"got noise={noise}, blur={blur}, downscale={downscale}"
+            )
+        self.p, self.noise, self.blur, self.downscale = p, noise, blur, downscale
+        self.fade, self.sepia, self.keep_sepia, self.p_each = fade, sepia, keep_sepia, p_each
+
+    def encodes(self, x: TensorGrayInput) -> TensorGrayInput:
+        t = x.as_subclass(Tensor)
+        if t.ndim != 4 or t.shape[1] != 3:
+            raise ValueError(f"OldPhotoDegrade expects a batch (B, 3, H, W), got {tuple(t.shape)}")
+        b, _, h, w = t.shape
+        dev, dt = t.device, t.dtype
+        on = torch.rand(b, device=dev) < self.p
+        if not bool(on.any()):
+            return x
+
+        def chosen(prob: float) -> Tensor:  # (B,) bool: degraded images that get this effect
+            return on & (torch.rand(b, device=dev) < prob)
+
+        def col(v: Tensor) -> Tensor:
+            return v.to(dt).view(b, 1, 1, 1)
+
+        out = t
+        if self.blur > 0:
+            sigma = torch.rand(b, device=dev) * self.blur * (min(h, w) / 64) * chosen(self.p_each)
+            if bool((sigma > 0.05).any()):
+                out = _gaussian_blur(out, sigma)
+        if self.downscale > 1:
+            m = chosen(self.p_each)
+            if bool(m.any()):
+                f = 1 + torch.rand(()).item() * (self.downscale - 1)
+                small = (max(1, round(h / f)), max(1, round(w / f)))
+                down = F.interpolate(out, size=small, mode="area")
+                if torch.rand(()).item() < 0.5:  # blocky
+                    up = F.interpolate(down, size=(h, w), mode="nearest")
+                else:
+                    up = F.interpolate(down, size=(h, w), mode="bilinear", align_corners=False)
+                out = torch.where(col(m) > 0, up, out)
+        if self.fade > 0:
+            c = torch.rand(b, device=dev) * self.fade * chosen(self.p_each)
+            lo = c * torch.rand(b, device=dev) * 0.6
+            hi = 1 - c * torch.rand(b, device=dev) * 0.4
+            out = col(lo) + (col(hi) - col(lo)) * out
+        if self.sepia > 0:
+            m = chosen(self.sepia)
+            if bool(m.any()):
+                s = col((0.5 + 0.5 * torch.rand(b, device=dev)) * m)
+                tinted = (out * _SEPIA.to(device=dev, dtype=dt).view(1, 3, 1, 1)).clamp(0, 1)
+                sep = (1 - s) * out + s * tinted
+                back = col(torch.rand(b, device=dev) >= self.keep_sepia)
+                out = torch.where(back > 0, to_gray(sep.clamp(0, 1)), sep)
+        if self.noise > 0:
+            sd = torch.rand(b, device=dev) * self.noise * chosen(self.p_each)
+            out = out + col(sd) * torch.randn(b, 1, h, w, device=dev, dtype=dt)
+        return out.clamp(0, 1).as_subclass(type(x))
+
+
+# ----------------------------------------------------------------------------------------------
+# chroma and the bad-file scan
+
+
+def _thumb_tensor(img: Image.Image) -> Tensor:
+    """RGB PIL image -> ``(3, h, w)`` float in [0, 1], longest side at most ``_CHROMA_SIDE``."""
+    if max(img.size) > _CHROMA_SIDE:
+        img = img.copy()
+        img.thumbnail((_CHROMA_SIDE, _CHROMA_SIDE), Image.Resampling.BILINEAR)
+    arr = np.asarray(img.convert("RGB"), dtype=np.float32) / 255.0
+    return torch.from_numpy(arr).permute(2, 0, 1)
+
+
+def _mean_chroma(rgb: Tensor) -> float:
+    lab = rgb_to_lab(rgb.float())
+    return float(lab[..., 1:, :, :].pow(2).sum(-3).sqrt().mean())
+
+
+def photo_chroma(img_or_path: str | os.PathLike | Image.Image | Tensor) -> float:
+    """Mean Lab chroma ``sqrt(a^2 + b^2)`` of a small thumbnail (longest side <= 64 px).
+
+    Accepts a path, a PIL image or a tensor ``(3, H, W)`` in [0, 1]. About 0 for gray photos,
+    2-5 for sepia or nearly gray ones, 10-30 for typical colour photos.
+    """
+    if isinstance(img_or_path, Tensor):
+        t = img_or_path.detach().as_subclass(Tensor).float().cpu()
+        if t.ndim != 3 or t.shape[0] != 3:
+            raise ValueError(f"photo_chroma expects a tensor (3, H, W), got {tuple(t.shape)}")
+        side = max(t.shape[-2:])
+        if side > _CHROMA_SIDE:
+            hw = tuple(max(1, round(s * _CHROMA_SIDE / side)) for s in t.shape[-2:])
+            t = F.interpolate(t[None], size=hw, mode="area")[0]
+        return _mean_chroma(t.clamp(0, 1))
+    if isinstance(img_or_path, Image.Image):
+        return _mean_chroma(_thumb_tensor(img_or_path))
+    if isinstance(img_or_path, (str, os.PathLike)):
+        return _mean_chroma(_thumb_tensor(open_photo(img_or_path, _SCAN_DRAFT)))
+    raise TypeError(f"photo_chroma expects a path, PIL image or tensor, got {type(img_or_path).__name__}")
+
+
+@dataclass(frozen=True)
+class _Probe:
+    ok: bool
+    reason: str = ""
+    chroma: float = float("nan")
+
+
+# (absolute path, size in bytes, mtime in ns) -> probe result, for the life of the process
+_SCAN_CACHE: dict[tuple[str, int, int], _Probe] = {}
+
+
+def _probe_file(path: Path) -> _Probe:
+    """Decode ``path`` (JPEGs at a reduced scale, which still reads all the data) and measure it."""
+    try:
+        img = open_photo(path, _SCAN_DRAFT)
+    except ImageLoadError as e:
+        return _Probe(False, e.reason)
+    except Exception as e:  # the scan never crashes: it reports the file
+        return _Probe(False, f"{type(e).__name__}: {e}")
+    try:
+        return _Probe(True, "", _mean_chroma(_thumb_tensor(img)))
+    except Exception as e:
+        return _Probe(False, f"cannot measure the decoded image ({type(e).__name__}: {e})")
+
+
+@dataclass
+class ScanResult:
+    """What :func:`scan_images` found: readable files (input order), skipped ``(path, reason)``,
+    the mean chroma of each readable file, how many files were decoded (not from the cache) and
+    the seconds it took."""
+
+    good: list[Path] = field(default_factory=list)
+    skipped: list[tuple[Path, str]] = field(default_factory=list)
+    chroma: dict[Path, float] = field(default_factory=dict)
+    n_decoded: int = 0
+    seconds: float = 0.0
+
+
+def _cache_key(path: Path) -> tuple[str, int, int]:
+    st = path.stat()
+    return (os.path.abspath(path), st.st_size, st.st_mtime_ns)
+
+
+def scan_images(paths: Sequence[str | os.PathLike], num_threads: int | None = None) -> ScanResult:
+    """Check that every file in ``paths`` decodes, once per (path, size, mtime) per process.
+
+    Truncated and corrupt files are caught (JPEGs are decoded at 1/2 to 1/8 scale, which still
+    reads every byte). Results are cached in-process, so a second call (e.g. rebuilding the
+    loaders at another size) decodes nothing. Never raises for a bad file; see ``skipped``.
+    """
+    t0 = time.perf_counter()
+    res = ScanResult()
+    keys: dict[Path, tuple[str, int, int]] = {}
+    todo: list[Path] = []
+    for p in map(Path, paths):
+        try:
+            keys[p] = _cache_key(p)
+        except OSError as e:
+            res.skipped.append((p, f"cannot stat file ({e.strerror or e})"))
+            continue
+        if keys[p] not in _SCAN_CACHE:
+            todo.append(p)
+    if todo:
+        n = num_threads if num_threads is not None else min(4, 2 * (os.cpu_count() or 1))
+        if n > 1 and len(todo) > 8:
+            with ThreadPoolExecutor(max_workers=n) as pool:  # Pillow decodes without the GIL
+                probes = list(pool.map(_probe_file, todo))
+        else:
+            probes = [_probe_file(p) for p in todo]
+        for p, pr in zip(todo, probes, strict=True):
+            _SCAN_CACHE[keys[p]] = pr
+        res.n_decoded = len(todo)
+    for p in map(Path, paths):
+        if p not in keys:
+            continue
+        pr = _SCAN_CACHE[keys[p]]
+        if pr.ok:
+            res.good.append(p)
+            res.chroma[p] = pr.chroma
+        else:
+            res.skipped.append((p, pr.reason))
+    res.seconds = time.perf_counter() - t0
+    return res
+
+
+def clear_scan_cache() -> None:
+    """Forget every scan result (the next :func:`scan_images` decodes again)."""
+    _SCAN_CACHE.clear()
+    _LAST_DECODED.clear()
+
+
+def _name_list(paths: Sequence[Path]) -> str:
+    names = ", ".join(p.name for p in paths[:_MAX_NAMES])
+    return names + (f" and {len(paths) - _MAX_NAMES} more" if len(paths) > _MAX_NAMES else "")
+
+
+def _warn_skipped(skipped: Sequence[tuple[Path, str]], where: Any, stacklevel: int = 3) -> None:
+    if skipped:
+        warnings.warn(
+            f"colorkit: skipped {len(skipped)} unreadable image file(s) in {where}: "
+            f"{_name_list([p for p, _ in skipped])} (reasons in dls.colorize_info['skipped'])",
+            UserWarning,
+            stacklevel=stacklevel,
+        )
+
+
+def get_photo_files(source: str | os.PathLike | Sequence[str | os.PathLike]) -> list[Path]:
+    """The readable images under ``source`` (folders searched recursively), sorted.
+
+    Unreadable files are left out with one ``UserWarning`` naming them. A ``get_items`` for
+    :func:`colorize_block`.
+    """
+    scan = scan_images(find_images(source, recursive=True))
+    _warn_skipped(scan.skipped, source)
+    return scan.good
+
+
+# ----------------------------------------------------------------------------------------------
+# the DataBlock
+
+
+def colorize_block(
+    size: int = 64,
+    augment: bool = True,
+    degrade: bool | OldPhotoDegrade = False,
+    min_scale: float = 0.35,
+    max_rotate: float = 5.0,
+    max_warp: float = 0.1,
+    get_items: Any = get_photo_files,
+    splitter: Any = None,
+    item_tfms: Sequence[Transform] | None = None,
+    batch_tfms: Sequence[Transform] | None = None,
+) -> DataBlock:
+    """A fastai ``DataBlock`` of (gray input, colour target) from image paths, square ``size`` px.
+
+    Items are image ``Path``s (``get_items`` turns the source into them: by default
+    :func:`get_photo_files`, which skips unreadable files). Both blocks open the same file.
+    Training: random resized crop (area ``min_scale``..1, aspect 3/4..4/3), horizontal flip, a
+    light rotation (``max_rotate`` degrees) and warp; no colour or lighting change. Validation
+    (and training with ``augment=False``): centre square crop resized to ``size``. ``x`` becomes
+    ``to_gray(y)`` after all augmentations; ``degrade=True`` (or an :class:`OldPhotoDegrade`) then
+    degrades the training inputs. ``splitter`` defaults to a 10% random split with seed 42.
+    """
+    size = int(size)
+    if size < 2:
+        raise ValueError(f"size must be >= 2 pixels, got {size}")
+    if not 0 < min_scale <= 1:
+        raise ValueError(f"min_scale must be in (0, 1], got {min_scale}")
+    draft = 2 * size
+    blocks = (
+        TransformBlock(type_tfms=OpenPhoto(draft, PILGrayInput), batch_tfms=IntToFloatTensor()),
+        TransformBlock(type_tfms=OpenPhoto(draft, PILImage), batch_tfms=IntToFloatTensor()),
+    )
+    if augment:
+        crop = RandomResizedCrop(size, min_scale=min_scale, ratio=(3 / 4, 4 / 3))
+        crop.split_idx = 0
+        items = [crop, CenterCropResize(size, split_idx=1)]
+        geo = aug_transforms(
+            do_flip=True,
+            max_rotate=max_rotate,
+            max_zoom=1.0,
+            max_warp=max_warp,
+            max_lighting=0.0,
+            p_affine=0.75,
+            pad_mode="reflection",
+        )
+    else:
+        items, geo = [CenterCropResize(size)], []
+    batch = [*geo, ToGray()]
+    if degrade is True:
+        batch.append(OldPhotoDegrade())
+    elif isinstance(degrade, OldPhotoDegrade):
+        batch.append(degrade)
+    elif degrade is not False:
+        raise TypeError(f"degrade must be a bool or an OldPhotoDegrade, got {type(degrade).__name__}")
+    return DataBlock(
+        blocks=blocks,
+        n_inp=1,
+        get_items=get_items,
+        splitter=splitter if splitter is not None else RandomSplitter(valid_pct=0.1, seed=42),
+        item_tfms=[*items, *(item_tfms or [])],
+        batch_tfms=[*batch, *(batch_tfms or [])],
+    )
+
+
+class _FixedSplitter:
+    """Splitter for items laid out as ``n_train`` training then ``n_valid`` validation paths."""
+
+    def __init__(self, n_train: int, n_valid: int) -> None:
+        self.n_train, self.n_valid = n_train, n_valid
+
+    def __call__(self, items: Sequence[Any]) -> tuple[list[int], list[int]]:
+        if len(items) != self.n_train + self.n_valid:
+            raise ValueError(f"expected {self.n_train + self.n_valid} items, got {len(items)}")
+        return list(range(self.n_train)), list(range(self.n_train, self.n_train + self.n_valid))
+
+
+def _sample(files: list[Path], max_items: int | None, seed: int) -> list[Path]:
+    if max_items is None or len(files) <= max_items:
+        return files
+    if max_items < 1:
+        raise ValueError(f"max_items must be >= 1, got {max_items}")
+    idx = np.random.default_rng([seed, 0]).choice(len(files), size=max_items, replace=False)
+    return [files[i] for i in sorted(idx)]
+
+
+def _find(source: Any, what: str) -> list[Path]:
+    files = find_images(source, recursive=True)
+    if not files:
+        raise ValueError(f"no image files ({what}) found in {source}")
+    return files
+
+
+def colorize_dls(
+    source: str | os.PathLike | Sequence[str | os.PathLike],
+    size: int = 64,
+    bs: int = 16,
+    valid_pct: float = 0.1,
+    valid_folder: str | os.PathLike | None = None,
+    seed: int = 42,
+    min_chroma: float | None = None,
+    augment: bool = True,
+    degrade: bool | OldPhotoDegrade = False,
+    num_workers: int | None = None,
+    device: Any = None,
+    max_items: int | None = None,
+    **kwargs: Any,
+) -> DataLoaders:
+    """``DataLoaders`` of (gray input, colour target) batches ``(B, 3, size, size)`` in [0, 1].
+
+    ``source``: a folder (searched recursively) or a list of files/folders of colour photos.
+    Validation is ``valid_folder`` when given (``valid_pct`` is then ignored), else a ``valid_pct``
+    share of the files chosen with ``seed``: the same files for the same seed and file list,
+    whatever ``size``. ``max_items`` keeps a seeded sample of that many files (of the source, and
+    of ``valid_folder``) for quick runs. Unreadable files are skipped with one warning; the scan is
+    cached, so rebuilding at another size is cheap. ``min_chroma`` drops near-gray photos (mean
+    chroma of a thumbnail below it, see :func:`photo_chroma`) from the training split only.
+    ``degrade`` adds :class:`OldPhotoDegrade` to the training inputs. Other keywords go to
+    ``DataBlock.dataloaders`` (e.g. ``shuffle``, ``pin_memory``).
+
+    The result has ``dls.colorize_info``: ``n_train``, ``n_valid``, ``skipped`` (list of
+    ``(path, reason)``), ``dropped_gray`` (paths), ``size``, ``source``, ``valid_folder``,
+    ``seed``, ``scan_seconds``.
+    """
+    if not 0 <= valid_pct < 1:
+        raise ValueError(f"valid_pct must be in [0, 1), got {valid_pct}")
+    if bs < 1:
+        raise ValueError(f"bs must be >= 1, got {bs}")
+    files = _sample(_find(source, "source"), max_items, seed)
+    if valid_folder is not None:
+        train_files = files
+        valid_files = _sample(_find(valid_folder, "valid_folder"), max_items, seed)
+    else:
+        n_valid = 0 if valid_pct == 0 or len(files) < 2 else max(1, round(len(files) * valid_pct))
+        perm = np.random.default_rng([seed, 1]).permutation(len(files))
+        in_valid = set(perm[:n_valid].tolist())
+        train_files = [f for i, f in enumerate(files) if i not in in_valid]
+        valid_files = [f for i, f in enumerate(files) if i in in_valid]
+
+    scan = scan_images([*train_files, *valid_files])
+    _warn_skipped(scan.skipped, source)
+    ok = set(scan.good)
+    train_files = [f for f in train_files if f in ok]
+    valid_files = [f for f in valid_files if f in ok]
+
+    dropped: list[Path] = []
+    if min_chroma is not None:
+        dropped = [f for f in train_files if scan.chroma[f] < min_chroma]
+        train_files = [f for f in train_files if scan.chroma[f] >= min_chroma]
+        if dropped:
+            warnings.warn(
+                f"colorkit: dropped {len(dropped)} near-gray photo(s) (mean chroma < {min_chroma}) from the "
+                f"training split: {_name_list(dropped)}",
+                UserWarning,
+                stacklevel=2,
+            )
+    if not train_files:
+        raise ValueError(
+            f"no usable training photos in {source}: {len(scan.skipped)} unreadable, "
+            f"{len(dropped)} near-gray dropped, {len(valid_files)} in validation"
+        )
+    if bs > len(train_files):
+        warnings.warn(
+            f"colorkit: bs={bs} is more than the {len(train_files)} training photos; "
+            f"using bs={len(train_files)}",
+            UserWarning,
+            stacklevel=2,
+        )
+        bs = len(train_files)
+
+    block = colorize_block(
+        size=size,
+        augment=augment,
+        degrade=degrade,
+        get_items=None,
+        splitter=_FixedSplitter(len(train_files), len(valid_files)),
+    )
+    dls = block.dataloaders(
+        [*train_files, *valid_files],
+        bs=bs,
+        num_workers=0 if num_workers is None else num_workers,
+        device=device,
+        **kwargs,
+    )
+    dls.colorize_info = {
+        "n_train": len(train_files),
+        "n_valid": len(valid_files),
+        "skipped": list(scan.skipped),
+        "dropped_gray": dropped,
+        "size": int(size),
+        "source": source,
+        "valid_folder": valid_folder,
+        "seed": seed,
+        "scan_seconds": scan.seconds,
+    }
+    return dls
