@@ -11,16 +11,19 @@ __version__ = "0.1.0"
 
 from .color import lab_to_rgb, rgb_to_lab, to_gray  # noqa: E402
 from .data import colorize_block, colorize_dls  # noqa: E402
+from .evaluate import EvalResult, evaluate, evaluate_predictions, format_table, write_report  # noqa: E402
 from .infer import colorize_image, colorize_images  # noqa: E402
 from .io import ImageLoadError, find_images, load_image, save_image  # noqa: E402
 from .learner import Colorizer, colorize_learner, load_colorizer, save_colorizer  # noqa: E402
 from .loss import FeatureLoss, vgg16_feature_loss  # noqa: E402
+from .metrics import ciede2000, colorfulness, colorfulness_gap, colorize_metrics, psnr, ssim  # noqa: E402
 from .models import WeightsUnavailableError, create_generator  # noqa: E402
 from .train import DEFAULT_STAGES, Stage, fit_progressive  # noqa: E402
 
 __all__ = [
     "__version__",
     "Colorizer",
+    "EvalResult",
     "DEFAULT_STAGES",
     "FeatureLoss",
     "ImageLoadError",
@@ -31,15 +34,25 @@ __all__ = [
     "colorize_image",
     "colorize_images",
     "colorize_learner",
+    "ciede2000",
+    "colorfulness",
+    "colorfulness_gap",
+    "colorize_metrics",
     "create_generator",
+    "evaluate",
+    "evaluate_predictions",
     "find_images",
+    "format_table",
     "fit_progressive",
     "lab_to_rgb",
     "load_colorizer",
     "load_image",
+    "psnr",
     "rgb_to_lab",
     "save_colorizer",
     "save_image",
+    "ssim",
     "to_gray",
     "vgg16_feature_loss",
+    "write_report",
 ]

@@ -127,12 +127,15 @@ def _glob_base(pattern: str) -> Path:
 def _plain_warnings() -> Iterator[None]:
     """Show warnings as ``colorkit: warning: ...`` lines (no source line) while a command runs."""
     old = warnings.showwarning
+    seen: set[str] = set()
 
     def show(message: Any, category: Any, filename: str, lineno: int, file: TextIO | None = None,
              line: str | None = None) -> None:
         text = str(message)
         text = text[len("colorkit: "):] if text.startswith("colorkit: ") else text
-        print(f"colorkit: warning: {text}", file=file or sys.stderr, flush=True)
+        if text not in seen:  # e.g. the same skipped files, once per training stage
+            seen.add(text)
+            print(f"colorkit: warning: {text}", file=file or sys.stderr, flush=True)
 
     warnings.showwarning = show
     try:
@@ -236,6 +239,29 @@ class _StopFlag:
         return 128 + (self.signum or signal.SIGINT)
 
 
+class _RaiseOnSignal:
+    """During training: SIGINT and SIGTERM both raise KeyboardInterrupt (checkpoints are atomic), and the
+    signal is remembered for the exit code. Outside the main thread nothing is installed."""
+
+    def __init__(self) -> None:
+        self.signum: int = signal.SIGINT
+        self._old: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.signum = signum
+        raise KeyboardInterrupt
+
+    def __enter__(self) -> _RaiseOnSignal:
+        if threading.current_thread() is threading.main_thread():
+            for s in (signal.SIGINT, signal.SIGTERM):
+                self._old[s] = signal.signal(s, self._handle)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for s, h in self._old.items():
+            signal.signal(s, h)
+
+
 def _check_model_dir(path: Path, what: str = "--model") -> Path:
     if path == DEFAULT_MODEL and not (path / "config.json").is_file():
         raise CLIError(
@@ -277,12 +303,13 @@ def _resolve_device(device: str) -> str:
 
 @contextlib.contextmanager
 def _torch_threads(n: int | None) -> Iterator[int]:
-    """Use ``n`` torch threads (default: every core this process may use, unless OMP_NUM_THREADS is set)."""
+    """Use ``n`` torch threads (default: OMP_NUM_THREADS when set, else every core this process may use)."""
     import torch
 
     old = torch.get_num_threads()
     if n is None:
-        n = old if "OMP_NUM_THREADS" in os.environ else _cpu_count()
+        env = os.environ.get("OMP_NUM_THREADS", "")
+        n = int(env) if env.isdigit() and int(env) > 0 else _cpu_count()
     torch.set_num_threads(max(1, n))
     try:
         yield torch.get_num_threads()
@@ -426,10 +453,21 @@ def _read(path: Path) -> Any:
     return cio.read_image(path)
 
 
+def _rgb_meta(meta: Any) -> Any:
+    """``meta`` for an RGB output: an ICC profile made for another colour space (the CMYK profile of a
+    CMYK JPEG, the gray profile of a gray scan) would misdescribe RGB pixels, so it is left out."""
+    icc = getattr(meta, "icc_profile", None)
+    if icc and icc[16:20] != b"RGB ":
+        from dataclasses import replace
+
+        return replace(meta, icc_profile=None)
+    return meta
+
+
 def _write(img: Any, job: ColorizeJob, meta: Any) -> Path:
     from . import io as cio
 
-    return cio.save_image(img, job.dst, source=job.src, meta=meta)
+    return cio.save_image(img, job.dst, source=job.src, meta=_rgb_meta(meta))
 
 
 def _run_colorize(
@@ -651,16 +689,15 @@ def _parse_lr(text: str | None) -> float | tuple[float, float] | None:
 
 
 def _gan_function() -> Any:
-    """The NoGAN fine-tuning function from colorkit.gan, or CLIError when it is not available."""
+    """``colorkit.gan.train_gan`` (NoGAN fine-tuning of a saved model), or CLIError when unavailable."""
     try:
         from . import gan
     except ImportError as e:
         raise CLIError(f"--gan needs colorkit.gan, which cannot be imported ({e})", EXIT_FAILED) from None
-    for name in ("nogan_finetune", "train_nogan", "fit_nogan", "nogan"):
-        fn = getattr(gan, name, None)
-        if callable(fn):
-            return fn
-    raise CLIError("--gan: colorkit.gan has no NoGAN training function in this version", EXIT_FAILED)
+    fn = getattr(gan, "train_gan", None)
+    if not callable(fn):
+        raise CLIError("--gan: this colorkit.gan has no train_gan function", EXIT_FAILED)
+    return fn
 
 
 _STAGE_KEYS = frozenset({"stage", "size", "epochs", "lr", "bs", "frozen", "data_pct", "seconds"})
@@ -719,19 +756,35 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from .models import WeightsUnavailableError
     from .train import train_colorizer
 
-    with _torch_threads(args.threads):
+    with _torch_threads(args.threads), _RaiseOnSignal() as sig:
         try:
             learn = train_colorizer(
                 source, out, stages, valid=args.valid, arch=arch, mode=mode, pretrained=args.pretrained,
                 from_model=start, resume=args.resume, seed=args.seed, render_size=args.render_size,
             )
+            if gan_fn is not None:
+                size, bs = args.gan_size or stages[-1].size, stages[-1].bs
+                print(f"colorkit: NoGAN fine-tuning (--gan) at {size}px, {args.gan_iters} iterations")
+                try:
+                    report = gan_fn(out, source, out, valid=args.valid, size=size, bs=bs,
+                                    loss_pretrained=args.pretrained, seed=args.seed, n_iter=args.gan_iters)
+                except WeightsUnavailableError as e:
+                    msg = f"{e}\n(the model trained before the GAN phase is saved in {out})"
+                    raise CLIError(msg, EXIT_FAILED) from None
+                if report.get("kept_start"):
+                    kept = "kept the model from before the GAN phase (it scored best)"
+                else:
+                    kept = f"kept GAN checkpoint {report.get('best_iter')}"
+                print(f"colorkit: NoGAN done: {kept}")
         except WeightsUnavailableError as e:
             raise CLIError(str(e), EXIT_FAILED) from None
         except (ValueError, FileNotFoundError) as e:
             raise CLIError(str(e), EXIT_FAILED) from None
-        if gan_fn is not None:
-            print("colorkit: NoGAN fine-tuning (--gan)")
-            gan_fn(learn, source, out)
+        except KeyboardInterrupt:
+            name = signal.Signals(sig.signum).name
+            print(f"colorkit: training interrupted by {name}; finished stages are checkpointed in "
+                  f"{out / 'checkpoints'}: run the same command again to resume")
+            return 128 + sig.signum
 
     info = getattr(learn.dls, "colorize_info", {})
     skipped = info.get("skipped", [])
@@ -744,7 +797,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
           f"{info.get('n_valid', '?')} validation photos)")
 
     code = EXIT_OK
-    if args.valid is None:
+    if args.valid is None and gan_fn is not None:
+        print("colorkit: no --valid folder: skipped the held-out evaluation (metrics.json holds the GAN "
+              f"phase's best checkpoint scores); run `colorkit evaluate PHOTOS --model {out}` for a report")
+    elif args.valid is None:
         _write_text_atomic(out / "metrics.json", json.dumps(_training_metrics(out), indent=2) + "\n")
         print("colorkit: no --valid folder: skipped the held-out evaluation (metrics.json holds the training "
               "validation split's final values); run `colorkit evaluate PHOTOS --model "
@@ -1049,8 +1105,15 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 # the parser
 
 
-class _Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    """Keep the examples' line breaks and show defaults."""
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """Keep the descriptions' and examples' line breaks; show the defaults that say something."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if ("default" in text or not action.option_strings
+                or action.default in (None, False, True, argparse.SUPPRESS)):
+            return text
+        return text + " (default: %(default)s)"
 
 
 def _add_common(p: argparse.ArgumentParser, threads: bool = True) -> None:
@@ -1150,7 +1213,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="what the network predicts (default: the --from model's, else rgb)")
     p.add_argument("--no-pretrained", dest="pretrained", action="store_false",
                    help="random encoder and VGG loss weights instead of ImageNet ones (no download needed)")
-    p.add_argument("--gan", action="store_true", help="finish with NoGAN fine-tuning (colorkit.gan)")
+    p.add_argument("--gan", action="store_true",
+                   help="finish with NoGAN fine-tuning (critic pretraining, then a short GAN phase that "
+                        "keeps the best checkpoint)")
+    p.add_argument("--gan-iters", type=int, default=200, metavar="N", help="GAN iterations with --gan")
+    p.add_argument("--gan-size", type=int, default=None, metavar="N",
+                   help="image size of the GAN phase (default: the last stage's)")
     p.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
                    help="continue after the last finished stage found in MODEL/checkpoints")
     p.add_argument("--seed", type=int, default=42, help="random seed (split, sampling, weights)")

@@ -283,7 +283,7 @@ def _model_info(colorizer: Any) -> dict[str, Any] | None:
         info["config"] = config.to_dict() if hasattr(config, "to_dict") else config
     render_size = getattr(colorizer, "render_size", None)
     if isinstance(render_size, int):
-        info["trained_render_size"] = render_size
+        info["default_render_size"] = render_size
     if not isinstance(colorizer, nn.Module) and not hasattr(colorizer, "colorize"):
         info["name"] = getattr(colorizer, "__qualname__", type(colorizer).__qualname__)
     return info
@@ -498,12 +498,12 @@ def _run(
         if "mean_chroma" in baselines:
             assert mean_ab is not None
             preds["mean_chroma"] = _u8(_mean_chroma_prediction(_tensor(gray_u8), mean_ab))
-        batch = torch.cat([_tensor(preds[m]) for m in methods])
-        figures = _metrics.score_batch(batch, truth.expand_as(batch))
-        for j, m in enumerate(methods):
+        for m in methods:
+            # one method at a time: a figure must not depend on which other methods share its batch
+            figures = _metrics.score_batch(_tensor(preds[m]), truth)
             row: dict[str, Any] = {"file": case.name, "method": m}
             for k in METRIC_KEYS:
-                row[k] = float(figures[k][j])
+                row[k] = float(figures[k][0])
                 scores[m][k].append(row[k])
             rows.append(row)
             if do_fid:
@@ -533,7 +533,8 @@ def _run(
             try:
                 truth_feats = feats["__truth__"].features()
                 for m in methods:
-                    value = _metrics.fid(feats[m].features(), truth_feats)
+                    # a distance: round-off can leave identical sets a hair below zero
+                    value = max(0.0, _metrics.fid(feats[m].features(), truth_feats))
                     fid_entries[m] = {"available": True, "reason": fid_reason, "value": value}
             except Exception as e:  # a failure after a long run is reported, not raised
                 fid_entries = {m: _unavailable(f"FID failed: {type(e).__name__}: {e}") for m in methods}

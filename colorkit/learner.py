@@ -190,7 +190,8 @@ class Colorizer:
 
     def __repr__(self) -> str:
         g = self.config.get("generator", {})
-        return f"Colorizer(arch={g.get('arch')}, mode={g.get('mode')}, render_size={self.render_size}, path={self.path})"
+        return (f"Colorizer(arch={g.get('arch')}, mode={g.get('mode')}, "
+                f"render_size={self.render_size}, path={self.path})")
 
 
 def load_colorizer(path: str | Path, device: str | torch.device | None = None) -> Colorizer:
@@ -217,7 +218,10 @@ def load_colorizer(path: str | Path, device: str | torch.device | None = None) -
     return clr.to(device) if device is not None else clr
 
 
-@patch
-def save_colorizer(self: Learner, path: str | Path, **kwargs: Any) -> Path:
+def _learner_save_colorizer(self: Learner, path: str | Path, **kwargs: Any) -> Path:
     """``learn.save_colorizer("model/")``: see :func:`colorkit.learner.save_colorizer`."""
     return save_colorizer(self, path, **kwargs)
+
+
+# attached by hand rather than with @patch, which would rebind this module's ``save_colorizer`` name
+Learner.save_colorizer = _learner_save_colorizer

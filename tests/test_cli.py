@@ -30,10 +30,11 @@ TEMP_MARK = ".tmp-"
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A saved resnet18 colorizer with random weights that renders at 32 px."""
+    """A saved resnet18 colorizer with random weights that renders at 32 px (the lightest U-Net options)."""
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("model") / "tiny"
-    save_colorizer(create_generator("resnet18", img_size=32), path, render_size=32)
+    net = create_generator("resnet18", img_size=32, self_attention=False, blur=False, spectral=False)
+    save_colorizer(net, path, render_size=32)
     return path
 
 
@@ -146,7 +147,7 @@ def test_top_level_help_version_and_no_command(capsys):
 # colorize
 
 
-def test_colorize_folder_with_good_and_bad_files(mixed_dir, tiny_model, tmp_path, capsys, real_loading):
+def test_colorize_folder_with_good_and_bad_files(mixed_dir, tiny_model, tmp_path, capsys):
     out = tmp_path / "out"
     code = main(["colorize", str(mixed_dir), "-o", str(out), "--model", str(tiny_model), "--recursive", "-q"])
     text = capsys.readouterr()
@@ -167,17 +168,22 @@ def test_colorize_folder_with_good_and_bad_files(mixed_dir, tiny_model, tmp_path
     assert not _temp_files(out)
 
 
-def test_second_run_skips_and_overwrite_redoes(mixed_dir, tiny_model, tmp_path, capsys):
-    out = tmp_path / "out"
-    args = ["colorize", str(mixed_dir), "-o", str(out), "--model", str(tiny_model), "-r", "-q"]
+def test_second_run_skips_and_overwrite_redoes(tmp_path, tiny_model, capsys):
+    src, out = tmp_path / "in", tmp_path / "out"
+    (src / "sub").mkdir(parents=True)
+    make_photo(16, 20, seed=1).save(src / "a.jpg")
+    make_photo(20, 16, seed=2).save(src / "sub" / "b.png")
+    (src / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    args = ["colorize", str(src), "-o", str(out), "--model", str(tiny_model), "-r", "-q"]
     assert main(args) == 1
     past = time.time() - 1000
     for rel in _outputs(out):
         os.utime(out / rel, (past, past))
     before = _mtimes(out)
     capsys.readouterr()
-    assert main(args) == 1  # the bad files still fail
-    assert "0 colorized, 7 skipped" in capsys.readouterr().out
+    assert main(args) == 1  # the bad file still fails
+    summary = capsys.readouterr().out.replace(" (output already there)", "")
+    assert "0 colorized, 2 skipped, 1 failed" in summary
     assert _mtimes(out) == before
     assert main([*args, "--overwrite"]) == 1
     after = _mtimes(out)
@@ -242,6 +248,18 @@ def test_exif_and_icc_profile_are_kept(tmp_path, tiny_model):
         assert im.size == (20, 30)  # shown upright: 30 x 20 stored, rotated
     with Image.open(out / "b.png") as im:
         assert im.info.get("icc_profile") == icc
+
+
+def test_icc_profile_of_another_colour_space_is_dropped(tmp_path, tiny_model):
+    """A gray scan's gray ICC profile would misdescribe the RGB output: it is not copied."""
+    icc = bytearray(ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes())
+    icc[16:20] = b"GRAY"
+    src = tmp_path / "scan.jpg"
+    make_photo(20, 30).convert("L").save(src, icc_profile=bytes(icc))
+    out = tmp_path / "out"
+    assert main(["colorize", str(src), "-o", str(out), "--model", str(tiny_model), "-q"]) == 0
+    with Image.open(out / "scan.jpg") as im:
+        assert im.mode == "RGB" and not im.info.get("icc_profile")
 
 
 def test_interrupted_run_leaves_complete_files_and_resumes(
@@ -356,13 +374,17 @@ def test_sigterm_stops_cleanly_and_the_next_run_finishes(tmp_path, tiny_model):
 
 
 def test_info_prints_config_recipe_metrics_and_size(tiny_model, tmp_path, capsys):
+    import shutil
+
     model = tmp_path / "m"
-    clr = load_colorizer(tiny_model)
-    save_colorizer(clr, model, render_size=32, metrics={"psnr": 21.5},
-                   training={"data": {"source": "photos/", "n_train": 10, "n_valid": 2},
-                             "stages": [{"size": 32, "epochs": 1, "bs": 4, "lr": 0.001}],
-                             "history": [{"stage": 0, "size": 32, "seconds": 3.0, "valid_loss": 1.25}],
-                             "pretrained_encoder": False, "from_model": None, "seed": 42})
+    shutil.copytree(tiny_model, model)
+    config = json.loads((model / "config.json").read_text())
+    config["training"] = {"data": {"source": "photos/", "n_train": 10, "n_valid": 2},
+                          "stages": [{"size": 32, "epochs": 1, "bs": 4, "lr": 0.001}],
+                          "history": [{"stage": 0, "size": 32, "seconds": 3.0, "valid_loss": 1.25}],
+                          "pretrained_encoder": False, "from_model": None, "seed": 42}
+    (model / "config.json").write_text(json.dumps(config))
+    (model / "metrics.json").write_text(json.dumps({"psnr": 21.5}))
     assert main(["info", str(model)]) == 0
     text = capsys.readouterr().out
     for needle in ("resnet18", "rgb", "render size:  32", "parameters:", "float16", "MB", "photos/",
@@ -431,6 +453,58 @@ def test_train_refuses_model_inside_data_and_bad_stages(photo_dir, capsys):
     assert "SIZE:EPOCHS" in capsys.readouterr().err
 
 
+def test_train_fine_tunes_the_starter_by_default_then_runs_nogan(
+    photo_dir, tiny_model, tmp_path, monkeypatch, capsys
+):
+    """The wiring of ``train`` (training itself replaced): starting model, stages, GAN call, skip list."""
+    import shutil
+    from types import SimpleNamespace
+
+    import colorkit.gan
+    import colorkit.train
+
+    monkeypatch.setattr(cli, "DEFAULT_MODEL", tiny_model)
+    calls: dict[str, dict] = {}
+
+    def fake_train(data, out, stages, **kwargs):
+        calls["train"] = {"data": data, "out": out, "stages": stages, **kwargs}
+        shutil.copytree(tiny_model, out, dirs_exist_ok=True)
+        info = {"n_train": 11, "n_valid": 1, "skipped": [(photo_dir / "x.jpg", "truncated image data")]}
+        return SimpleNamespace(dls=SimpleNamespace(colorize_info=info))
+
+    def fake_gan(model, data, out, **kwargs):
+        calls["gan"] = {"model": model, "data": data, "out": out, **kwargs}
+        return {"kept_start": False, "best_iter": 50}
+
+    monkeypatch.setattr(colorkit.train, "train_colorizer", fake_train)
+    monkeypatch.setattr(colorkit.gan, "train_gan", fake_gan)
+    out = tmp_path / "m"
+    code = main(["train", str(photo_dir), "-o", str(out), "--stages", "32:2:4,48:1:2", "--gan",
+                 "--gan-iters", "10", "--seed", "3", "--no-resume", "--max-items", "5"])
+    text = capsys.readouterr().out
+    assert code == 0, text
+    t = calls["train"]
+    assert t["from_model"] == tiny_model and t["arch"] == "resnet18" and t["mode"] == "rgb"
+    assert [(s.size, s.epochs, s.bs) for s in t["stages"]] == [(32, 2, 4), (48, 1, 2)]
+    assert t["resume"] is False and t["seed"] == 3 and t["valid"] is None
+    assert len(t["data"]) == 5 and all(Path(f).parent == photo_dir for f in t["data"])  # --max-items sample
+    g = calls["gan"]
+    assert (g["model"], g["out"], g["size"], g["bs"], g["n_iter"]) == (out, out, 48, 2, 10)
+    assert "fine-tuning the starter model" in text and "x.jpg: truncated image data" in text
+    assert "GAN checkpoint 50" in text
+
+    # asking for another architecture than the starter's trains a new model ...
+    assert main(["train", str(photo_dir), "-o", str(tmp_path / "m2"), "--arch", "resnet34",
+                 "--stages", "32:1"]) == 0
+    assert calls["train"]["from_model"] is None and calls["train"]["arch"] == "resnet34"
+    assert json.loads((tmp_path / "m2" / "metrics.json").read_text())["split"].startswith("training")
+    # ... but an explicit --from that does not match is refused before anything runs
+    calls.clear()
+    assert main(["train", str(photo_dir), "-o", str(tmp_path / "m3"), "--from", str(tiny_model),
+                 "--arch", "resnet34"]) == 2
+    assert "does not match" in capsys.readouterr().err and not calls
+
+
 def test_training_metrics_come_from_the_last_stage(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({
         "training": {"data": {"n_valid": 3},
@@ -442,7 +516,7 @@ def test_training_metrics_come_from_the_last_stage(tmp_path):
 
 
 @pytest.mark.slow
-def test_train_tiny_model_end_to_end(photo_dir, tmp_path, capsys):
+def test_train_tiny_model_end_to_end(photo_dir, tmp_path, capsys, real_loading):
     (photo_dir / "broken.jpg").write_text("not a photo")
     valid = tmp_path / "valid"
     valid.mkdir()

@@ -83,7 +83,8 @@ def test_evaluation_crop_resizes_shorter_side_and_centres():
 
 def test_gray_input_has_equal_channels():
     g = np.asarray(gray_input(make_photo(20, 20)))
-    assert g.shape == (20, 20, 3) and np.array_equal(g[..., 0], g[..., 1]) and np.array_equal(g[..., 1], g[..., 2])
+    assert g.shape == (20, 20, 3)
+    assert np.array_equal(g[..., 0], g[..., 1]) and np.array_equal(g[..., 1], g[..., 2])
 
 
 # ----------------------------------------------------------------------------------------------
@@ -105,10 +106,8 @@ def test_gray_baseline_has_zero_colourfulness_and_gap_equal_to_truth_cf(photo_di
 def test_mean_chroma_uses_the_sets_mean_ab(photo_dir):
     r = evaluate(None, photo_dir, size=SIZE, sample=0)
     assert r.methods == ["gray", "mean_chroma"]
-    labs = [
-        rgb_to_lab(torch.from_numpy(np.asarray(evaluation_crop(load_image(f), SIZE))).permute(2, 0, 1).double() / 255)
-        for f in find_images(photo_dir)
-    ]
+    crops = [np.array(evaluation_crop(load_image(f), SIZE)) for f in find_images(photo_dir)]
+    labs = [rgb_to_lab(torch.from_numpy(c).permute(2, 0, 1).double() / 255) for c in crops]
     expected = torch.stack([lab[1:].mean(dim=(1, 2)) for lab in labs]).mean(dim=0)
     assert r.settings["mean_chroma_ab"] == pytest.approx(expected.tolist(), abs=1e-6)
     assert "peeks" in r.settings["mean_chroma"]
@@ -142,7 +141,8 @@ def test_identical_prediction_folder_scores_perfectly(photo_dir):
     s = r.summary["predictions"]
     assert s["n"] == 12 and r.missing == [] and r.extra == [] and r.skipped == []
     assert s["psnr"] == math.inf and s["ssim"] == pytest.approx(1.0)
-    assert s["ciede2000"] == pytest.approx(0.0, abs=1e-9) and s["colorfulness_gap"] == pytest.approx(0.0, abs=1e-9)
+    assert s["ciede2000"] == pytest.approx(0.0, abs=1e-9)
+    assert s["colorfulness_gap"] == pytest.approx(0.0, abs=1e-9)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -349,6 +349,9 @@ def test_tiny_generator_end_to_end(photo_dir, tmp_path):
     b = evaluate(clr, photo_dir, size=32, limit=4, sample=2)
     assert a.methods == ["model", "gray", "mean_chroma"] and a.summary["model"]["n"] == 4
     assert a.per_image == b.per_image  # deterministic
+    c = evaluate(clr.model, photo_dir, size=32, limit=4, sample=0, baselines=None)  # a bare generator
+    assert c.per_image == [row for row in a.per_image if row["method"] == "model"]
+    assert c.model["type"] == "ColorizerNet" and c.model["config"]["arch"] == "resnet18"
     s = a.summary["model"]
     assert math.isfinite(s["psnr"]) and 0 < s["ssim"] <= 1 and s["ciede2000"] > 0
     data = _strict_json(a.paths["json"])

@@ -18,6 +18,7 @@ import pytest
 import torch
 from conftest import make_photo
 from fastai.callback.core import Callback
+from fastai.learner import Learner
 from PIL import Image
 from torch import nn
 
@@ -32,7 +33,6 @@ from colorkit.gan import (
     evaluate_generator,
     gan_finetune,
     load_eval_set,
-    nogan,
     nogan_score,
     pretrain_critic,
     render_generated,
@@ -44,7 +44,7 @@ from colorkit.learner import colorize_learner, load_colorizer, save_colorizer
 from colorkit.loss import FeatureLoss
 from colorkit.models import WeightsUnavailableError
 
-SIZE = 32
+SIZE, BS = 32, 2
 
 
 @pytest.fixture(scope="module")
@@ -62,38 +62,52 @@ def _extractor() -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 4, 3, padding=1), nn.ReLU())
 
 
-def _gen_learn(photos: Path, seed: int = 0, fit: bool = False, loss_func: nn.Module | None = None):
-    """A tiny colorize_learner at 32 px; ``fit`` trains it one epoch so its outputs are photo-like."""
+def _gen_learn(photos: Path, seed: int = 0) -> Learner:
+    """A tiny colorize_learner at 32 px (random resnet18 encoder, two-layer CNN feature loss)."""
     from colorkit.data import colorize_dls
 
     torch.manual_seed(seed)
-    dls = colorize_dls(photos, size=SIZE, bs=4, seed=seed)
-    loss = loss_func if loss_func is not None else FeatureLoss(_extractor(), [1, 3], [1.0, 1.0])
-    learn = colorize_learner(dls, arch="resnet18", pretrained=False, loss_func=loss, metrics=[])
-    if fit:
-        with learn.no_bar(), learn.no_logging():
-            learn.fit(1, 1e-3)
-    return learn
+    dls = colorize_dls(photos, size=SIZE, bs=BS, seed=seed)
+    loss = FeatureLoss(_extractor(), [1, 3], [1.0, 1.0])
+    return colorize_learner(dls, arch="resnet18", pretrained=False, loss_func=loss, metrics=[])
 
 
 @pytest.fixture(scope="module")
 def _base_learn(photos: Path):
-    learn = _gen_learn(photos, fit=True)
+    learn = _gen_learn(photos)
     return learn, _state(learn.model), learn.loss_func
 
 
-@pytest.fixture
-def gen_learn(_base_learn):
-    """The module's tiny generator learner, reset to the same weights and loss for every test."""
-    learn, state, loss = _base_learn
+def _reset(base, state: dict[str, torch.Tensor]) -> Learner:
+    learn, _, loss = base
     learn.model.load_state_dict(state)
     learn.model.requires_grad_(True)
     learn.loss_func = loss
     return learn
 
 
+@pytest.fixture
+def gen_learn(_base_learn) -> Learner:
+    """The module's tiny generator learner (random weights), reset for every test."""
+    return _reset(_base_learn, _base_learn[1])
+
+
+@pytest.fixture(scope="module")
+def _fitted_state(_base_learn) -> dict[str, torch.Tensor]:
+    learn = _reset(_base_learn, _base_learn[1])
+    with learn.no_bar(), learn.no_logging():
+        learn.fit(1, 1e-3)
+    return _state(learn.model)
+
+
+@pytest.fixture
+def fitted_learn(_base_learn, _fitted_state) -> Learner:
+    """The same learner trained one epoch, so its outputs look like photos (real metrics make sense)."""
+    return _reset(_base_learn, _fitted_state)
+
+
 def _critic(photos: Path, gen_learn, tmp_path: Path, epochs: int = 1):
-    r = render_generated(gen_learn, photos, tmp_path / "cache", size=SIZE)
+    r = render_generated(gen_learn, photos, tmp_path / "cache", size=SIZE, n=8)
     crit = critic_learner(critic_dls(None, r, size=SIZE, bs=8), "spectral", nf=8, n_blocks=2)
     pretrain_critic(crit, epochs, 1e-3, progress=False)
     return crit
@@ -185,9 +199,9 @@ def _no_network(*args, **kwargs):
 def test_render_cache_is_written_reused_and_invalidated(photos, gen_learn, tmp_path):
     gen = gen_learn.model
     cache = tmp_path / "cache"
-    r1 = render_generated(gen, photos, cache, size=SIZE, n=6, seed=3)
-    assert (r1.rendered, r1.reused, r1.invalidated) == (6, 0, 0)
-    assert len(set(r1.files)) == 6 and all(f.parent == cache for f in r1.files)
+    r1 = render_generated(gen, photos, cache, size=SIZE, n=4, seed=3)
+    assert (r1.rendered, r1.reused, r1.invalidated) == (4, 0, 0)
+    assert len(set(r1.files)) == 4 and all(f.parent == cache for f in r1.files)
     for f in r1.files:
         with Image.open(f) as im:
             assert im.size == (SIZE, SIZE) and im.mode == "RGB"
@@ -197,20 +211,20 @@ def test_render_cache_is_written_reused_and_invalidated(photos, gen_learn, tmp_p
     mtimes = {f: f.stat().st_mtime_ns for f in r1.files}
 
     # the same generator and sample: nothing is rendered again, the files are untouched
-    r2 = render_generated(gen, photos, cache, size=SIZE, n=6, seed=3)
-    assert (r2.rendered, r2.reused) == (0, 6) and r2.files == r1.files
+    r2 = render_generated(gen, photos, cache, size=SIZE, n=4, seed=3)
+    assert (r2.rendered, r2.reused) == (0, 4) and r2.files == r1.files
     assert {f: f.stat().st_mtime_ns for f in r2.files} == mtimes
     # a larger sample (the same seed) adds photos to the smaller one: only those are rendered
-    r3 = render_generated(gen, photos, cache, size=SIZE, n=9, seed=3)
-    assert (r3.rendered, r3.reused) == (3, 6) and set(r1.files) < set(r3.files)
+    r3 = render_generated(gen, photos, cache, size=SIZE, n=6, seed=3)
+    assert (r3.rendered, r3.reused) == (2, 4) and set(r1.files) < set(r3.files)
 
     # another generator: the stale renderings are deleted and everything is rendered again
     other = copy.deepcopy(gen)
     with torch.no_grad():
         next(other.parameters()).mul_(1.01)
     assert weights_hash(other) != weights_hash(gen)
-    r4 = render_generated(other, photos, cache, size=SIZE, n=6, seed=3)
-    assert (r4.rendered, r4.reused, r4.invalidated) == (6, 0, 9)
+    r4 = render_generated(other, photos, cache, size=SIZE, n=4, seed=3)
+    assert (r4.rendered, r4.reused, r4.invalidated) == (4, 0, 6)
     assert sorted(p.name for p in cache.glob("*.png")) == sorted(f.name for f in r4.files)
     # ... and the renderings are that generator's outputs for the centre-cropped gray photos
     src = load_eval_set(r4.sources[:1], size=SIZE)
@@ -225,6 +239,7 @@ def test_render_cache_is_written_reused_and_invalidated(photos, gen_learn, tmp_p
 # step 2: the critic
 
 
+@pytest.mark.slow
 def test_critic_learns_real_from_gray(photos, tmp_path):
     fakes = tmp_path / "gray"
     fakes.mkdir()
@@ -237,7 +252,7 @@ def test_critic_learns_real_from_gray(photos, tmp_path):
     assert set(y.tolist()) <= {0, 1}
     torch.manual_seed(0)
     crit = critic_learner(dls, "spectral", nf=8, n_blocks=2)
-    rep = pretrain_critic(crit, epochs=6, lr=3e-3, progress=False)
+    rep = pretrain_critic(crit, epochs=5, lr=1e-2, progress=False)
     assert rep["accuracy"] > 0.8, rep
     # the critic says "real" (logit > 0, label 1) for the colour photos
     real = torch.stack([torch.from_numpy(np.array(make_photo(SIZE, SIZE, seed=s))).permute(2, 0, 1) / 255
@@ -300,8 +315,8 @@ class _LRProbe(Callback):
 
 
 @pytest.mark.slow
-def test_gan_phase_switches_and_keeps_an_ordinary_colorizer(photos, gen_learn, tmp_path):
-    learn = gen_learn
+def test_gan_phase_switches_and_keeps_an_ordinary_colorizer(photos, fitted_learn, tmp_path):
+    learn = fitted_learn
     crit = _critic(photos, learn, tmp_path)
     probe = _LRProbe()
     from colorkit import gan as gan_mod
@@ -315,142 +330,134 @@ def test_gan_phase_switches_and_keeps_an_ordinary_colorizer(photos, gen_learn, t
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            rep = gan_finetune(learn, crit, n_iter=8, lr=1e-5, every=4, critic_thresh=10.0, progress=False,
-                               checkpoint_dir=tmp_path / "ckpt")
+            # critic_thresh above any BCE value: the adaptive switcher hands over after every step
+            rep = gan_finetune(learn, crit, n_iter=4, lr=1e-5, every=2, critic_thresh=10.0, progress=False,
+                               checkpoint_dir=tmp_path / "ckpt", n_eval=4)
     finally:
         gan_mod.GANLearner.from_learners = orig
-    assert rep["iterations"] == 8 and rep["gen_steps"] >= 1 and rep["crit_steps"] >= 1
-    assert [c["iter"] for c in rep["checkpoints"]] == [0, 4, 8]
-    assert {"psnr", "colorfulness_gap"} <= set(rep["start_metrics"])
+    assert (rep["iterations"], rep["gen_steps"], rep["crit_steps"]) == (4, 2, 2)
+    assert [c["iter"] for c in rep["checkpoints"]] == [0, 2, 4] and rep["diverged"] is None
+    assert {"psnr", "colorfulness_gap", "output_std"} <= set(rep["start_metrics"])
     json.dumps(rep)  # the report is JSON-ready
-    # critic steps ran at 5x the generator's learning rate
+    # critic steps ran at 5x the generator's learning rate, generator steps at the rate asked for
     lrs = {mode: {round(lr, 12) for m, lr in probe.seen if m == mode} for mode in (True, False)}
     assert lrs == {True: {1e-5}, False: {5e-5}}
-    # the best generator is an ordinary colorizer: save, load, colorize
+    # the best generator is an ordinary colorizer: saved, loaded and colorizing like the learner
     assert (tmp_path / "ckpt" / "gan_history.json").is_file()
     assert load_colorizer(tmp_path / "ckpt" / "best").config["generator"]["arch"] == "resnet18"
-    out = save_colorizer(learn, tmp_path / "model", half=False)
-    clr = load_colorizer(out)
+    clr = load_colorizer(save_colorizer(learn, tmp_path / "model", half=False))
     img = make_photo(40, 56, seed=99)
     a, b = clr.colorize(img, render_size=SIZE), learn.colorize(img, render_size=SIZE)
     assert a.size == img.size and np.abs(np.asarray(a, int) - np.asarray(b, int)).max() <= 1
     assert all(p.requires_grad for p in learn.model.parameters())
+    assert all(p.requires_grad for p in crit.model.parameters())
 
 
+def _crit(photos: Path, kind: str = "spectral") -> Learner:
+    kw = dict(nf=8, n_blocks=2) if kind == "spectral" else dict(nf=8, n_layers=2)
+    return critic_learner(critic_dls(photos, photos, size=SIZE, bs=8), kind, **kw)
+
+
+@pytest.mark.slow
 def test_best_checkpoint_is_chosen_by_metric(photos, gen_learn, tmp_path):
     learn = gen_learn
-    crit = critic_learner(critic_dls(photos, photos, size=SIZE, bs=8), "spectral", nf=8, n_blocks=2)
     seq = [
         {"psnr": 20.0, "colorfulness_gap": 10.0},  # 0: the start
-        {"psnr": 19.8, "colorfulness_gap": 8.0},   # 1: better
-        {"psnr": 19.0, "colorfulness_gap": 2.0},   # 2: smallest gap but 1 dB of PSNR lost: not allowed
-        {"psnr": 19.6, "colorfulness_gap": 6.0},   # 3: the best
-        {"psnr": 20.1, "colorfulness_gap": 7.0},   # 4: worse than 3
+        {"psnr": 19.6, "colorfulness_gap": 6.0},  # 1: the best
+        {"psnr": 19.0, "colorfulness_gap": 2.0},  # 2: smallest gap, but 1 dB of PSNR lost: not allowed
+        {"psnr": 20.1, "colorfulness_gap": 7.0},  # 3: worse than 1
     ]
     fake = FakeEval(seq)
-    with pytest.warns(UserWarning) as rec:
-        rep = gan_finetune(learn, crit, n_iter=4, lr=1e-4, every=1, evaluate=fake, critic_thresh=10.0,
-                           progress=False, checkpoint_dir=tmp_path / "ckpt")
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        rep = gan_finetune(learn, _crit(photos), n_iter=3, lr=1e-4, every=1, evaluate=fake,
+                           critic_thresh=10.0, progress=False, checkpoint_dir=tmp_path / "ckpt")
     assert not [w for w in rec if "GAN phase" in str(w.message)]  # no divergence, no "did not improve"
-    assert [c["iter"] for c in rep["checkpoints"]] == [0, 1, 2, 3, 4]
-    assert rep["best_iter"] == 3 and rep["improved"] and rep["diverged"] is None
-    assert rep["best_metrics"] == seq[3]
-    _assert_same_state(learn.model, fake.states[3])
-    assert weights_hash(learn.model) != weights_hash_of(fake.states[4])
+    assert [c["iter"] for c in rep["checkpoints"]] == [0, 1, 2, 3]
+    assert rep["best_iter"] == 1 and rep["improved"] and rep["diverged"] is None
+    assert rep["best_metrics"] == seq[1] and rep["checkpoints"][2]["score"] == -math.inf
+    _assert_same_state(learn.model, fake.states[1])  # a middle checkpoint was put back
+    assert not torch.equal(fake.states[1]["unet.0.0.weight"], fake.states[3]["unet.0.0.weight"])
     hist = json.loads((tmp_path / "ckpt" / "gan_history.json").read_text())
-    assert hist["best_iter"] == 3 and len(hist["history"]) == 5
-    assert json.loads((tmp_path / "ckpt" / "best" / "metrics.json").read_text())["gan_iter"] == 3
+    assert hist["best_iter"] == 1 and len(hist["history"]) == 4
+    assert json.loads((tmp_path / "ckpt" / "best" / "metrics.json").read_text())["gan_iter"] == 1
 
 
-def weights_hash_of(state: dict[str, torch.Tensor]) -> str:
-    m = nn.Module()
-    for k, v in state.items():
-        m.register_buffer(k.replace(".", "_"), v)
-    return weights_hash(m)
-
-
+@pytest.mark.slow
 def test_score_function_is_injectable(photos, gen_learn):
-    learn = gen_learn
-    crit = critic_learner(critic_dls(photos, photos, size=SIZE, bs=8), "patch", nf=8, n_layers=2)
     seq = [{"psnr": 20.0, "colorfulness_gap": 10.0}, {"psnr": 25.0, "colorfulness_gap": 30.0},
            {"psnr": 21.0, "colorfulness_gap": 1.0}]
     fake = FakeEval(seq)
-    rep = gan_finetune(learn, crit, n_iter=2, every=1, evaluate=fake, score=_psnr_only, progress=False)
+    rep = gan_finetune(gen_learn, _crit(photos, "patch"), n_iter=2, every=1, evaluate=fake, score=_psnr_only,
+                       critic_thresh=10.0, progress=False)
     assert rep["best_iter"] == 1
-    _assert_same_state(learn.model, fake.states[1])
+    _assert_same_state(gen_learn.model, fake.states[1])
 
 
 def _psnr_only(metrics, start):
     return metrics["psnr"]
 
 
+@pytest.mark.slow
 def test_divergence_stops_and_keeps_the_start_weights(photos, gen_learn):
-    learn = gen_learn
-    crit = critic_learner(critic_dls(photos, photos, size=SIZE, bs=8), "spectral", nf=8, n_blocks=2)
-    start = _state(learn.model)
+    start = _state(gen_learn.model)
     ok = {"psnr": 20.0, "colorfulness_gap": 10.0, "output_std": 0.2}
     fake = FakeEval([ok, dict(ok, colorfulness_gap=12.0), dict(ok, colorfulness_gap=1.0, output_std=0.001),
                      dict(ok, colorfulness_gap=0.5)])
-    with pytest.warns(UserWarning, match="diverged at iteration 4: flat outputs"):
-        rep = gan_finetune(learn, crit, n_iter=20, lr=1e-4, every=2, evaluate=fake, critic_thresh=10.0,
-                           progress=False)
-    assert rep["iterations"] == 4 and rep["diverged_at"] == 4 and "flat" in rep["diverged"]
+    with pytest.warns(UserWarning, match="diverged at iteration 2: flat outputs"):
+        rep = gan_finetune(gen_learn, _crit(photos), n_iter=20, lr=1e-4, every=1, evaluate=fake,
+                           critic_thresh=10.0, progress=False)
+    assert rep["iterations"] == 2 and rep["diverged_at"] == 2 and "flat" in rep["diverged"]
     assert rep["best_iter"] == 0 and not rep["improved"]
     assert rep["checkpoints"][-1]["score"] == -math.inf
-    _assert_same_state(learn.model, start)
+    _assert_same_state(gen_learn.model, start)
 
 
-class _NaNAfter(nn.Module):
-    """A feature loss that turns NaN after ``n`` calls (a blown-up generator step)."""
+class _NaNLoss(nn.Module):
+    """A feature loss gone NaN (a blown-up generator step)."""
 
-    def __init__(self, n: int):
+    def __init__(self):
         super().__init__()
-        self.inner, self.n, self.calls = FeatureLoss(_extractor(), [1, 3], [1.0, 1.0]), n, 0
+        self.inner = FeatureLoss(_extractor(), [1, 3], [1.0, 1.0])
 
     def forward(self, pred, targ):
-        self.calls += 1
-        loss = self.inner(pred, targ)
-        return loss * float("nan") if self.calls > self.n else loss
-
-
-def test_nan_loss_keeps_the_best_weights(photos, gen_learn):
-    learn = gen_learn
-    learn.loss_func = _NaNAfter(1)
-    crit = critic_learner(critic_dls(photos, photos, size=SIZE, bs=8), "spectral", nf=8, n_blocks=2)
-    start = _state(learn.model)
-    fake = FakeEval([{"psnr": 20.0, "colorfulness_gap": 10.0}])
-    with pytest.warns(UserWarning, match="diverged"):
-        rep = gan_finetune(learn, crit, n_iter=50, lr=1e-4, every=10, evaluate=fake, critic_thresh=10.0,
-                           progress=False)
-    assert "generator loss is nan" in rep["diverged"] and rep["iterations"] < 10
-    _assert_same_state(learn.model, start)
-    assert all(torch.isfinite(v).all() for v in learn.model.state_dict().values() if v.is_floating_point())
-
-
-# ----------------------------------------------------------------------------------------------
-# the whole sequence
+        return self.inner(pred, targ) * float("nan")
 
 
 @pytest.mark.slow
-def test_nogan_then_train_gan_from_a_saved_model(photos, gen_learn, tmp_path):
-    learn = gen_learn
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        rep = nogan(learn, tmp_path / "cache", critic_kwargs=dict(nf=8, n_blocks=2), critic_epochs=1,
-                    n_iter=4, every=2, lr=1e-5, critic_thresh=10.0, progress=False)
-    assert rep["render"]["rendered"] > 0 and rep["critic"]["accuracy"] is not None
-    assert rep["iterations"] == 4 and len(rep["checkpoints"]) == 3
+def test_nan_loss_keeps_the_best_weights(photos, gen_learn):
+    gen_learn.loss_func = _NaNLoss()
+    start = _state(gen_learn.model)
+    fake = FakeEval([{"psnr": 20.0, "colorfulness_gap": 10.0}])
+    with pytest.warns(UserWarning, match="diverged"):
+        rep = gan_finetune(gen_learn, _crit(photos), n_iter=50, lr=1e-4, every=10, evaluate=fake,
+                           critic_thresh=10.0, progress=False)
+    # the critic steps first; the first generator step is NaN and stops everything
+    assert rep["diverged"] == "the generator loss is nan at iteration 2" and rep["iterations"] == 2
+    _assert_same_state(gen_learn.model, start)
+    state = gen_learn.model.state_dict().values()
+    assert all(torch.isfinite(v).all() for v in state if v.is_floating_point())
 
-    saved = save_colorizer(learn, tmp_path / "start")
+
+# ----------------------------------------------------------------------------------------------
+# the whole sequence, from a saved colorizer (what the CLI's --gan runs)
+
+
+@pytest.mark.slow
+def test_train_gan_from_a_saved_model(photos, fitted_learn, tmp_path):
+    saved = save_colorizer(fitted_learn, tmp_path / "start")
     out = tmp_path / "gan_model"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        loss = FeatureLoss(_extractor(), [1, 3], [1, 1])
-        rep2 = train_gan(saved, photos, out, size=SIZE, bs=4, loss_func=loss,
-                         critic_kwargs=dict(nf=8, n_blocks=2), critic_epochs=1, n_iter=4, every=2,
-                         critic_thresh=10.0, progress=False)
-    assert rep2["render"]["n"] > 0 and (out / "gan_cache" / "manifest.json").is_file()
+        rep = train_gan(saved, photos, out, size=SIZE, bs=BS, max_items=8,
+                        loss_func=FeatureLoss(_extractor(), [1, 3], [1, 1]), n_render=6,
+                        critic_kwargs=dict(nf=8, n_blocks=2), critic_epochs=1, n_iter=2, every=1, n_eval=4,
+                        critic_thresh=10.0, progress=False)
+    assert rep["render"]["rendered"] == 6 and (out / "gan_cache" / "manifest.json").is_file()
+    assert rep["critic"]["accuracy"] is not None and rep["iterations"] == 2
+    assert len(rep["checkpoints"]) == 3 and (out / "gan_checkpoints" / "gan_history.json").is_file()
     clr = load_colorizer(out)
-    assert clr.config["training"]["gan"]["best_iter"] == rep2["best_iter"]
+    assert clr.config["training"]["gan"]["best_iter"] == rep["best_iter"]
     assert clr.config["training"]["from_model"] == str(saved)
+    assert rep["kept_start"] == (rep["best_iter"] == 0)
     assert clr.colorize(make_photo(30, 40, seed=5), render_size=SIZE).size == (40, 30)

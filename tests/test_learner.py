@@ -3,13 +3,13 @@ import json
 import numpy as np
 import pytest
 import torch
+from conftest import make_photo
 from torch import nn
 
 from colorkit import colorize_dls, colorize_learner, load_colorizer, save_colorizer
 from colorkit.color import rgb_to_luminance
 from colorkit.loss import FeatureLoss
 from colorkit.models import ColorizerNet
-from conftest import make_photo
 
 
 def tiny_loss() -> FeatureLoss:
