@@ -768,8 +768,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
                 try:
                     report = gan_fn(out, source, out, valid=args.valid, size=size, bs=bs,
                                     loss_pretrained=args.pretrained, seed=args.seed, n_iter=args.gan_iters)
-                except WeightsUnavailableError as e:
-                    msg = f"{e}\n(the model trained before the GAN phase is saved in {out})"
+                except (WeightsUnavailableError, ValueError, FileNotFoundError) as e:
+                    msg = f"NoGAN phase failed: {e}\n(the model trained before the GAN phase is saved in {out})"
                     raise CLIError(msg, EXIT_FAILED) from None
                 if report.get("kept_start"):
                     kept = "kept the model from before the GAN phase (it scored best)"
@@ -1054,7 +1054,7 @@ def _gray_of(img: Any) -> Any:
 
 def _grid(rows: Sequence[Sequence[Any]], labels: Sequence[str], height: int = 240) -> Any:
     """Rows of PIL images -> one labelled grid image (each cell scaled to ``height``)."""
-    from PIL import Image, ImageDraw
+    from PIL import Image, ImageDraw, ImageFont
 
     pad, head = 8, 22
     scaled = [[im.resize((max(1, round(im.width * height / im.height)), height), Image.Resampling.LANCZOS)
@@ -1064,9 +1064,13 @@ def _grid(rows: Sequence[Sequence[Any]], labels: Sequence[str], height: int = 24
     H = head + len(scaled) * (height + pad) + pad
     canvas = Image.new("RGB", (W, H), (255, 255, 255))
     d = ImageDraw.Draw(canvas)
+    try:
+        font = ImageFont.load_default(size=15)
+    except TypeError:  # Pillow < 10.1: the fixed bitmap font
+        font = ImageFont.load_default()
     x = pad
     for c, label in enumerate(labels):
-        d.text((x, 5), label, fill=(0, 0, 0))
+        d.text((x, 3), label, fill=(0, 0, 0), font=font)
         for r, row in enumerate(scaled):
             canvas.paste(row[c], (x, head + r * (height + pad)))
         x += col_w[c] + pad
@@ -1220,7 +1224,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gan-size", type=int, default=None, metavar="N",
                    help="image size of the GAN phase (default: the last stage's)")
     p.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
-                   help="continue after the last finished stage found in MODEL/checkpoints")
+                   help="continue after the last finished stage found in MODEL/checkpoints (on by default)")
     p.add_argument("--seed", type=int, default=42, help="random seed (split, sampling, weights)")
     p.add_argument("--max-items", type=int, default=None, metavar="N",
                    help="train on a seeded sample of N photos (quick runs)")
@@ -1238,8 +1242,8 @@ def build_parser() -> argparse.ArgumentParser:
             "Score colorizations against the true colours of SOURCE (a folder of colour photos): PSNR,\n"
             "SSIM, CIEDE2000, colourfulness, next to simple baselines. Writes metrics.json, a CSV and a\n"
             "before/after grid PNG into --out and prints a table. With --predictions DIR it scores existing\n"
-            "outputs (same relative names as in SOURCE); with neither --model nor --predictions, only the\n"
-            "baselines are evaluated."
+            "outputs, matched to SOURCE by file name (stem, any extension); with neither --model nor\n"
+            "--predictions, only the baselines are evaluated."
         ),
         epilog=(
             "Example:\n"

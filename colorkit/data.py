@@ -584,21 +584,21 @@ def colorize_dls(
     if bs < 1:
         raise ValueError(f"bs must be >= 1, got {bs}")
     files = _sample(_find(source, "source"), max_items, seed)
+    valid_src = _sample(_find(valid_folder, "valid_folder"), max_items, seed) if valid_folder is not None else []
+    # scan first, split after: unreadable files must not empty the validation split
+    scan = scan_images([*files, *valid_src])
+    _warn_skipped(scan.skipped, source)
+    ok = set(scan.good)
+    files = [f for f in files if f in ok]
     if valid_folder is not None:
         train_files = files
-        valid_files = _sample(_find(valid_folder, "valid_folder"), max_items, seed)
+        valid_files = [f for f in valid_src if f in ok]
     else:
         n_valid = 0 if valid_pct == 0 or len(files) < 2 else max(1, round(len(files) * valid_pct))
         perm = np.random.default_rng([seed, 1]).permutation(len(files))
         in_valid = set(perm[:n_valid].tolist())
         train_files = [f for i, f in enumerate(files) if i not in in_valid]
         valid_files = [f for i, f in enumerate(files) if i in in_valid]
-
-    scan = scan_images([*train_files, *valid_files])
-    _warn_skipped(scan.skipped, source)
-    ok = set(scan.good)
-    train_files = [f for f in train_files if f in ok]
-    valid_files = [f for f in valid_files if f in ok]
 
     dropped: list[Path] = []
     if min_chroma is not None:

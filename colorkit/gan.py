@@ -228,11 +228,12 @@ def gan_opt_func(betas: tuple[float, float] = (0.0, 0.9)) -> Callable[..., Any]:
 
 
 def weights_hash(model: nn.Module) -> str:
-    """SHA-256 (hex) of a model's state dict: names, dtypes, shapes and bytes, in sorted order."""
+    """SHA-256 (hex) of a model's state dict: names, dtypes, shapes and bytes, in sorted order.
+
+    The architecture shows in the names and shapes; nothing else (such as the size a generator was
+    built at) enters, so the same weights give the same hash.
+    """
     h = hashlib.sha256()
-    cfg = getattr(model, "config", None)
-    if cfg is not None and hasattr(cfg, "to_dict"):
-        h.update(json.dumps(cfg.to_dict(), sort_keys=True).encode())
     for k, v in sorted(model.state_dict().items()):
         t = v.detach().cpu().contiguous().reshape(-1)
         h.update(f"{k}|{t.dtype}|{tuple(v.shape)}|".encode())
@@ -387,8 +388,7 @@ def render_generated(
             manifest["files"][name] = str(src)
         rendered += len(chunk)
         _write_json(mpath, manifest)
-    if not todo or (old is None and not rendered):
-        _write_json(mpath, manifest)
+    _write_json(mpath, manifest)
     if skipped:
         names = ", ".join(p.name for p, _ in skipped[:5])
         names += f" and {len(skipped) - 5} more" if len(skipped) > 5 else ""
@@ -626,6 +626,9 @@ class CriticLRMult(Callback):
     def after_cancel_batch(self) -> None:
         self._restore()
 
+    def after_fit(self) -> None:  # a CancelFitException raised in after_batch skips our after_batch
+        self._restore()
+
     def _restore(self) -> None:
         if self._saved is not None:
             for h, lr in zip(self.learn.opt.hypers, self._saved, strict=True):
@@ -648,7 +651,8 @@ class GANCheckpoint(Callback):
 
     ``evaluate(generator) -> dict`` of metrics (called in eval mode under ``no_grad``);
     ``score(metrics, start_metrics) -> float``, higher is better; ``diverged(metrics, start_metrics)``
-    -> reason or None. The starting generator is checkpoint 0. A NaN/inf loss, or a diverged
+    -> reason or None. The starting generator is checkpoint 0; a checkpoint replaces the best only with a
+    strictly higher score (``-inf``, recorded as ``None``, never does). A NaN/inf loss, or a diverged
     checkpoint, stops training. At the end the best checkpoint's weights are put back into the
     generator. With ``checkpoint_dir`` the best generator is saved there as a colorizer folder
     (``best/``), and ``gan_history.json`` lists every checkpoint.
@@ -673,6 +677,7 @@ class GANCheckpoint(Callback):
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
         self.history: list[dict[str, Any]] = []
         self.best: dict[str, Any] | None = None
+        self._best_score = -math.inf
         self.best_state: dict[str, Tensor] | None = None
         self.divergence: str | None = None
         self.diverged_at: int | None = None
@@ -683,7 +688,7 @@ class GANCheckpoint(Callback):
     def before_fit(self) -> None:
         self.gen = self.learn.model.generator
         self.iteration = self.gen_steps = self.crit_steps = 0
-        self.history, self.best, self.best_state = [], None, None
+        self.history, self.best, self.best_state, self._best_score = [], None, None, -math.inf
         self.divergence = self.diverged_at = None
         self.restored = False
         self._gen_step = False
@@ -741,11 +746,12 @@ class GANCheckpoint(Callback):
         s = -math.inf if reason else float(self.score(metrics, start))
         if math.isnan(s):
             s = -math.inf
+        # score None: not eligible (diverged, or outside the score's limits); keeps the JSON strict
         entry = {"iter": self.iteration, "gen_steps": self.gen_steps, "crit_steps": self.crit_steps,
-                 "metrics": metrics, "score": s, "diverged": reason}
+                 "metrics": metrics, "score": s if math.isfinite(s) else None, "diverged": reason}
         self.history.append(entry)
-        if self.best is None or s > self.best["score"]:
-            self.best = entry
+        if self.best is None or s > self._best_score:
+            self.best, self._best_score = entry, s
             self.best_state = {k: v.detach().cpu().clone() for k, v in gen.state_dict().items()}
             if self.checkpoint_dir is not None and isinstance(gen, ColorizerNet) and hasattr(gen, "config"):
                 save_colorizer(gen, self.checkpoint_dir / "best", half=False,
@@ -765,6 +771,14 @@ class GANCheckpoint(Callback):
             self.restored = True
 
 
+def _smoothed(avg: Any) -> float | None:
+    """The value of a fastai ``AvgSmoothLoss``, or None before its first batch."""
+    if not getattr(avg, "count", 0):
+        return None
+    v = float(avg.value)
+    return v if math.isfinite(v) else None
+
+
 def _resolve_eval(gen_learn: Learner, eval_set: Any, size: int, n_eval: int | None, seed: int) -> EvalSet:
     if isinstance(eval_set, EvalSet):
         return eval_set
@@ -777,8 +791,10 @@ def _resolve_eval(gen_learn: Learner, eval_set: Any, size: int, n_eval: int | No
     return load_eval_set(eval_set, size=size, n=n_eval, seed=seed)
 
 
-def _batch_size(dls: DataLoaders) -> int:
-    return int(dls.one_batch()[0].shape[-1])
+def _image_size(dls: DataLoaders) -> int:
+    """The side in px of a ``colorize_dls`` batch (from its info, else from one batch)."""
+    size = getattr(dls, "colorize_info", {}).get("size")
+    return int(size) if size else int(dls.one_batch()[0].shape[-1])
 
 
 def gan_finetune(
@@ -824,7 +840,7 @@ def gan_finetune(
     if n_iter < 1:
         raise ValueError(f"n_iter must be >= 1, got {n_iter}")
     if evaluate is None:
-        es = _resolve_eval(gen_learn, eval_set, _batch_size(gen_learn.dls), n_eval, seed or 0)
+        es = _resolve_eval(gen_learn, eval_set, _image_size(gen_learn.dls), n_eval, seed or 0)
         evaluate = partial(evaluate_generator, eval_set=es)
     if score is None:
         score = partial(nogan_score, max_psnr_drop=max_psnr_drop)
@@ -846,11 +862,14 @@ def gan_finetune(
     if seed is not None:
         set_seed(seed)
     try:
-        if progress:
-            gan.fit(math.ceil(n_iter / n_batches), lr)
-        else:
-            with gan.no_bar(), gan.no_logging():
+        with warnings.catch_warnings():
+            # fastai's own GANTrainer sets attributes (generator, critic, gen_mode) that it then warns about
+            warnings.filterwarnings("ignore", message="You are shadowing an attribute")
+            if progress:
                 gan.fit(math.ceil(n_iter / n_batches), lr)
+            else:
+                with gan.no_bar(), gan.no_logging():
+                    gan.fit(math.ceil(n_iter / n_batches), lr)
     finally:
         ckpt.restore_best()  # never leave half-trained or NaN weights behind, whatever happened
         for m in (gen, crit_learn.model):
@@ -858,6 +877,7 @@ def gan_finetune(
                 p.requires_grad_(flags.get(id(p), True))
         gen.train()
     best = ckpt.best or {}
+    trainer = gan.gan_trainer
     report = {
         "iterations": ckpt.iteration,
         "gen_steps": ckpt.gen_steps,
@@ -876,6 +896,8 @@ def gan_finetune(
         "improved": bool(best) and best.get("iter", 0) != 0,
         "diverged": ckpt.divergence,
         "diverged_at": ckpt.diverged_at,
+        "last_gen_loss": _smoothed(trainer.gen_loss),
+        "last_crit_loss": _smoothed(trainer.crit_loss),
         "seconds": round(time.time() - t0, 1),
     }
     gen_learn.gan_report = report
@@ -924,7 +946,7 @@ def nogan(
     holds the best generator afterwards. Returns ``{"render": ..., "critic": ..., **gan report}``.
     """
     t0 = time.time()
-    size = int(size or _batch_size(gen_learn.dls))
+    size = int(size or _image_size(gen_learn.dls))
     if source is None:
         source = [p for p in getattr(gen_learn.dls.train_ds, "items", []) if isinstance(p, (str, Path))]
         if not source:

@@ -163,15 +163,16 @@ def fit_progressive(
             learn.model.load_state_dict(load_file(str(ckpt / f"stage_{last}.safetensors")))
             print(f"resuming after stage {last + 1}/{len(stages)} from {ckpt}")
     pretrained = getattr(learn, "pretrained", True)
+    base_max_items = dls_kwargs.pop("max_items", None)
     n_all = None
     for i, s in enumerate(stages):
         if i in prog["finished"]:
             continue
         set_seed(seed + i)
-        max_items = None
+        max_items = base_max_items
         if s.data_pct < 1:
             if n_all is None:
-                probe = make_dls(source, size=s.size, bs=s.bs, seed=seed, **dls_kwargs)
+                probe = make_dls(source, size=s.size, bs=s.bs, seed=seed, max_items=base_max_items, **dls_kwargs)
                 n_all = len(probe.train_ds) + len(probe.valid_ds)
             max_items = max(2, int(n_all * s.data_pct))
         learn.dls = make_dls(source, size=s.size, bs=s.bs, max_items=max_items, seed=seed, **dls_kwargs)
