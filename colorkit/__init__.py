@@ -9,9 +9,15 @@ Importing the package attaches ``Learner.colorize`` and ``Learner.save_colorizer
 
 __version__ = "0.1.0"
 
+import warnings as _warnings
+
+# fastai's import-time use of torch.jit.script warns on every start with torch >= 2.10; it is not ours to fix.
+_warnings.filterwarnings("ignore", message="`torch.jit.script` is deprecated", category=FutureWarning)
+
 from .color import lab_to_rgb, rgb_to_lab, to_gray  # noqa: E402
 from .data import colorize_block, colorize_dls  # noqa: E402
 from .evaluate import EvalResult, evaluate, evaluate_predictions, format_table, write_report  # noqa: E402
+from .gan import create_critic, critic_learner, gan_finetune, nogan, render_generated, train_gan  # noqa: E402
 from .infer import colorize_image, colorize_images  # noqa: E402
 from .io import ImageLoadError, find_images, load_image, save_image  # noqa: E402
 from .learner import Colorizer, colorize_learner, load_colorizer, save_colorizer  # noqa: E402
@@ -38,21 +44,27 @@ __all__ = [
     "colorfulness",
     "colorfulness_gap",
     "colorize_metrics",
+    "create_critic",
     "create_generator",
+    "critic_learner",
     "evaluate",
     "evaluate_predictions",
     "find_images",
     "format_table",
+    "gan_finetune",
     "fit_progressive",
     "lab_to_rgb",
     "load_colorizer",
     "load_image",
+    "nogan",
     "psnr",
+    "render_generated",
     "rgb_to_lab",
     "save_colorizer",
     "save_image",
     "ssim",
     "to_gray",
+    "train_gan",
     "vgg16_feature_loss",
     "write_report",
 ]

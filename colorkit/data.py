@@ -61,7 +61,7 @@ __all__ = [
 
 _JPEG_EXTS = {".jpg", ".jpeg"}
 _CHROMA_SIDE = 64  # photo_chroma measures a thumbnail whose longest side is at most this
-_SCAN_DRAFT = 2 * _CHROMA_SIDE  # the scan decodes JPEGs drafted to about this size
+_SCAN_DRAFT = _CHROMA_SIDE // 2  # the scan decodes JPEGs at the smallest scale (1/8) down to this size
 _MAX_NAMES = 10  # names listed in a warning before "and N more"
 
 
@@ -177,13 +177,17 @@ class ToGray(Transform):
     """Batch transform: :class:`TensorGrayInput` ``(B, 3, H, W)`` -> ``color.to_gray`` of it.
 
     Runs after the geometric augmentations (order 80), so the input is exactly the gray of the
-    augmented target. Other tensor types pass through unchanged.
+    augmented target. Both the input and a plain ``TensorImage`` target are first clipped to
+    ``[0, 1]`` (bilinear warps can overshoot by a rounding error), so ``x == to_gray(y)`` exactly.
     """
 
     order = 80
 
     def encodes(self, x: TensorGrayInput) -> TensorGrayInput:
-        return to_gray(x.as_subclass(Tensor)).as_subclass(type(x))
+        return to_gray(x.as_subclass(Tensor).clamp(0, 1)).as_subclass(type(x))
+
+    def encodes(self, x: TensorImage) -> TensorImage:  # noqa: F811 - fastai dispatches on the type
+        return x.clamp(0, 1)
 
 
 _SEPIA = torch.tensor([1.351, 1.203, 0.937]) / 1.19  # classic sepia matrix on gray, luminance ~ kept
@@ -346,18 +350,26 @@ class _Probe:
 _SCAN_CACHE: dict[tuple[str, int, int], _Probe] = {}
 
 
-def _probe_file(path: Path) -> _Probe:
-    """Decode ``path`` (JPEGs at a reduced scale, which still reads all the data) and measure it."""
+def _probe_file(path: Path) -> _Probe | Tensor:
+    """Decode ``path`` (JPEGs at 1/8 scale, which still reads every byte): its thumbnail
+    ``(3, h, w)`` or a failed :class:`_Probe` with the reason."""
     try:
-        img = open_photo(path, _SCAN_DRAFT)
+        return _thumb_tensor(open_photo(path, _SCAN_DRAFT))
     except ImageLoadError as e:
         return _Probe(False, e.reason)
     except Exception as e:  # the scan never crashes: it reports the file
         return _Probe(False, f"{type(e).__name__}: {e}")
-    try:
-        return _Probe(True, "", _mean_chroma(_thumb_tensor(img)))
-    except Exception as e:
-        return _Probe(False, f"cannot measure the decoded image ({type(e).__name__}: {e})")
+
+
+def _chroma_many(thumbs: list[Tensor], chunk: int = 256) -> list[float]:
+    """:func:`photo_chroma` of many thumbnails at once: their pixels go through Lab as one row."""
+    out: list[float] = []
+    for i in range(0, len(thumbs), chunk):
+        part = [t.reshape(3, 1, -1) for t in thumbs[i : i + chunk]]
+        lab = rgb_to_lab(torch.cat(part, dim=-1))
+        c = lab[1:].pow(2).sum(0).sqrt().flatten()
+        out.extend(float(v.mean()) for v in c.split([t.shape[-1] for t in part]))
+    return out
 
 
 @dataclass
@@ -404,6 +416,9 @@ def scan_images(paths: Sequence[str | os.PathLike], num_threads: int | None = No
                 probes = list(pool.map(_probe_file, todo))
         else:
             probes = [_probe_file(p) for p in todo]
+        ok = [i for i, pr in enumerate(probes) if isinstance(pr, Tensor)]
+        for i, c in zip(ok, _chroma_many([probes[i] for i in ok]), strict=True):
+            probes[i] = _Probe(True, "", c)
         for p, pr in zip(todo, probes, strict=True):
             _SCAN_CACHE[keys[p]] = pr
         res.n_decoded = len(todo)

@@ -636,6 +636,31 @@ class CriticLRMult(Callback):
             self._saved = None
 
 
+class _GANStepHygiene(Callback):
+    """Make a GAN step touch only the model being trained.
+
+    - fastai's ``TrainEvalCallback`` puts the whole GAN module in train mode at ``before_train``, after
+      ``GANTrainer`` chose the modes: the model not being trained is put back in eval mode, so critic
+      steps do not move the generator's BatchNorm statistics (and vice versa).
+    - fastai's optimizer steps every parameter that has a ``.grad`` tensor (zeroed, not None, after the
+      first step), so weight decay would shrink the frozen model on every step: its gradients are
+      dropped before the step.
+    """
+
+    order = 0
+
+    def before_train(self) -> None:
+        tr = self.learn.gan_trainer
+        if getattr(tr, "switch_eval", False):
+            (tr.generator if tr.gen_mode else tr.critic).train()
+            (tr.critic if tr.gen_mode else tr.generator).eval()
+
+    def before_step(self) -> None:
+        tr = self.learn.gan_trainer
+        for p in (tr.critic if tr.gen_mode else tr.generator).parameters():
+            p.grad = None
+
+
 def _floats(m: Mapping[str, Any]) -> dict[str, Any]:
     out = {}
     for k, v in m.items():
@@ -850,12 +875,14 @@ def gan_finetune(
         switcher = AdaptiveGANSwitcher(critic_thresh=critic_thresh)
     # fastai builds the optimizer from parameters that require grad: train the whole generator and critic
     flags = {id(p): p.requires_grad for m in (gen, crit_learn.model) for p in m.parameters()}
-    gen.requires_grad_(True)
-    crit_learn.model.requires_grad_(True)
+    for m in (gen, crit_learn.model):
+        m.requires_grad_(True)
+        for p in m.parameters():
+            p.grad = None  # stale gradients from earlier training would be stepped (weight decay)
     gan = GANLearner.from_learners(
         gen_learn, crit_learn, switcher=switcher, weights_gen=(float(critic_weight), float(feature_weight)),
         opt_func=gan_opt_func(betas), wd=wd, show_img=False,
-        cbs=[CriticLRMult(critic_lr_mult), ckpt],
+        cbs=[CriticLRMult(critic_lr_mult), _GANStepHygiene(), ckpt],
     )
     n_batches = max(1, len(gen_learn.dls.train))
     t0 = time.time()

@@ -1,120 +1,349 @@
+"""colorkit.data: (gray, colour) loaders from a folder of photos, bad-file scan, degradation."""
+
+from __future__ import annotations
+
+import io as _io
 import pickle
-import time
 import warnings
+from pathlib import Path
 
 import matplotlib
+import numpy as np
 import pytest
 import torch
-from PIL import Image
-
-from colorkit.color import rgb_to_luminance, to_gray
-from colorkit.data import OldPhotoDegrade, clear_scan_cache, colorize_block, colorize_dls, photo_chroma
 from conftest import make_photo
+from fastai.torch_core import TensorImage, set_seed
+from PIL import Image
+from torch import Tensor
+
+from colorkit import data as cd
+from colorkit.color import rgb_to_luminance, to_gray
+from colorkit.data import (
+    OldPhotoDegrade,
+    TensorGrayInput,
+    clear_scan_cache,
+    colorize_block,
+    colorize_dls,
+    open_photo,
+    photo_chroma,
+    scan_images,
+)
 
 matplotlib.use("Agg")
 
 
-def _valid_names(dls):
-    return sorted(p.name for p in dls.valid_ds.items)
+def plain(t: Tensor) -> Tensor:
+    return t.as_subclass(Tensor)
 
 
-def test_shapes_ranges_and_gray_input(photo_dir):
-    dls = colorize_dls(photo_dir, size=32, bs=4)
+def quiet_dls(*args, **kwargs):
+    """colorize_dls with warnings turned into a list we can inspect."""
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        dls = colorize_dls(*args, **kwargs)
+    return dls, [w for w in rec if issubclass(w.category, UserWarning) and "colorkit" in str(w.message)]
+
+
+def valid_names(dls) -> list[str]:
+    return sorted(Path(p).name for p in dls.valid_ds.items)
+
+
+def ordered(dl):
+    """The same loader, unshuffled and keeping every item (its split's transforms kept)."""
+    return dl.new(shuffle=False, drop_last=False)
+
+
+# ----------------------------------------------------------------------------------------------
+# the batch contract
+
+
+def test_batch_shapes_types_and_ranges(photo_dir: Path) -> None:
+    dls, _ = quiet_dls(photo_dir, size=16, bs=4, seed=0)
     for dl in (dls.train, dls.valid):
         x, y = dl.one_batch()
-        assert x.shape == y.shape and x.shape[1:] == (3, 32, 32)
-        assert 0 <= float(x.min()) and float(x.max()) <= 1 and 0 <= float(y.min()) and float(y.max()) <= 1
-        # same photo, same crop/flip/warp: x is exactly the gray of y
-        torch.testing.assert_close(x.as_subclass(torch.Tensor), to_gray(y.as_subclass(torch.Tensor)))
-        assert torch.equal(x[:, 0], x[:, 1]) and torch.equal(x[:, 1], x[:, 2])
-        assert (rgb_to_luminance(x) - rgb_to_luminance(y)).abs().max() < 1e-3
+        assert isinstance(x, TensorGrayInput) and isinstance(x, TensorImage)
+        assert type(y) is TensorImage
+        assert x.shape == y.shape and x.shape[1:] == (3, 16, 16)
+        assert x.dtype == y.dtype == torch.float32
+        for t in (x, y):
+            assert 0 <= float(t.min()) and float(t.max()) <= 1
+        assert float(y.max()) > 1 / 255, "targets must be in [0, 1], not normalised"
     info = dls.colorize_info
     assert info["n_train"] + info["n_valid"] == 12 and info["n_valid"] == 1
+    assert info["size"] == 16 and info["source"] == photo_dir
+    assert info["skipped"] == [] and info["dropped_gray"] == []
 
 
-def test_valid_split_is_stable_across_sizes_and_depends_on_seed(photo_dir):
-    a = colorize_dls(photo_dir, size=16, bs=4, valid_pct=0.25)
-    b = colorize_dls(photo_dir, size=32, bs=4, valid_pct=0.25)
-    c = colorize_dls(photo_dir, size=16, bs=4, valid_pct=0.25, seed=7)
-    assert _valid_names(a) == _valid_names(b)
-    assert _valid_names(a) != _valid_names(c)
+def test_x_is_gray_of_y_with_same_augmentation(photo_dir: Path) -> None:
+    dls, _ = quiet_dls(photo_dir, size=24, bs=4, augment=True, seed=0)
+    dl = ordered(dls.train)
+    set_seed(1)
+    x1, y1 = dl.one_batch()
+    x2, y2 = dl.one_batch()  # same photos, new random crops / flips / warps
+    assert not torch.equal(plain(y1), plain(y2)), "training augmentation should differ between epochs"
+    for x, y in ((x1, y1), (x2, y2)):
+        x, y = plain(x), plain(y)
+        # exact: x went through the very same crop, flip and warp as y, then to_gray
+        assert torch.equal(x, to_gray(y))
+        assert torch.equal(x[:, 0], x[:, 1]) and torch.equal(x[:, 1], x[:, 2])
+        torch.testing.assert_close(rgb_to_luminance(x), rgb_to_luminance(y), atol=1e-3, rtol=0)
+        assert float((y[:, 0] - y[:, 2]).abs().max()) > 0.05, "y must stay in colour"
 
 
-def test_valid_folder(photo_dir, tmp_path):
+def test_validation_is_deterministic_centre_crop(photo_dir: Path) -> None:
+    dls, _ = quiet_dls(photo_dir, size=16, bs=4, valid_pct=0.3, seed=0)
+    dl = ordered(dls.valid)
+    a, b = dl.one_batch(), dl.one_batch()
+    assert torch.equal(plain(a[1]), plain(b[1]))
+    assert torch.equal(plain(a[0]), to_gray(plain(a[1])))
+    # the centre square of the photo, not a squashed whole photo
+    item = Path(dls.valid_ds.items[0])
+    img = Image.open(item).convert("RGB")
+    side = min(img.size)
+    left, top = (img.width - side) // 2, (img.height - side) // 2
+    ref = img.crop((left, top, left + side, top + side)).resize((16, 16), Image.Resampling.BILINEAR)
+    ref_t = torch.from_numpy(np.asarray(ref, dtype=np.float32)).permute(2, 0, 1) / 255
+    assert float((plain(a[1][0]) - ref_t).abs().mean()) < 0.02
+
+
+def test_augment_false_is_deterministic_on_train(photo_dir: Path) -> None:
+    dls, _ = quiet_dls(photo_dir, size=16, bs=4, augment=False, seed=0)
+    dl = ordered(dls.train)
+    assert torch.equal(plain(dl.one_batch()[1]), plain(dl.one_batch()[1]))
+
+
+# ----------------------------------------------------------------------------------------------
+# splits and sampling
+
+
+def test_valid_split_stable_across_sizes_and_depends_on_seed(photo_dir: Path) -> None:
+    names = {}
+    for size in (16, 32):
+        dls, _ = quiet_dls(photo_dir, size=size, bs=4, valid_pct=0.25, seed=7)
+        names[size] = valid_names(dls)
+    assert names[16] == names[32] and len(names[16]) == 3
+    other = [valid_names(quiet_dls(photo_dir, size=16, bs=4, valid_pct=0.25, seed=s)[0]) for s in (1, 2, 3)]
+    assert any(o != names[16] for o in other)
+    dls, _ = quiet_dls(photo_dir, size=16, bs=4, valid_pct=0.25, seed=7)
+    train = {Path(p).name for p in dls.train_ds.items}
+    assert not train & set(names[16]) and len(train) == 9
+
+
+def test_valid_folder(photo_dir: Path, tmp_path: Path) -> None:
     vdir = tmp_path / "val"
     vdir.mkdir()
     for i in range(3):
-        make_photo(20, 20, seed=100 + i).save(vdir / f"v{i}.png")
-    dls = colorize_dls(photo_dir, size=16, bs=4, valid_folder=vdir)
-    assert dls.colorize_info["n_train"] == 12 and _valid_names(dls) == ["v0.png", "v1.png", "v2.png"]
+        make_photo(20, 28, seed=100 + i).save(vdir / f"v{i}.jpg")
+    dls, _ = quiet_dls(photo_dir, size=16, bs=4, valid_folder=vdir, valid_pct=0.5)
+    assert dls.colorize_info["n_train"] == 12 and dls.colorize_info["n_valid"] == 3
+    assert valid_names(dls) == ["v0.jpg", "v1.jpg", "v2.jpg"]
+    x, y = dls.valid.one_batch()
+    assert x.shape == (3, 3, 16, 16) and torch.equal(plain(x), to_gray(plain(y)))
 
 
-def test_bad_files_are_skipped_with_one_warning(photo_dir):
-    (photo_dir / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
-    (photo_dir / "notes.jpg").write_text("a text file named like a photo")
-    good = photo_dir / "img_01.jpg"
-    (photo_dir / "truncated.jpg").write_bytes(good.read_bytes()[: len(good.read_bytes()) // 2])
-    with warnings.catch_warnings(record=True) as rec:
-        warnings.simplefilter("always")
-        dls = colorize_dls(photo_dir, size=16, bs=4)
-    msgs = [str(w.message) for w in rec if "broken.jpg" in str(w.message)]
-    assert len(msgs) == 1 and "notes.jpg" in msgs[0] and "truncated.jpg" in msgs[0] and "3" in msgs[0]
-    names = {p.name for p, _ in dls.colorize_info["skipped"]}
-    assert names == {"broken.jpg", "notes.jpg", "truncated.jpg"}
-    assert dls.colorize_info["n_valid"] >= 1  # the split is drawn from readable files only
-    for _ in dls.train:
-        pass
-    for _ in dls.valid:
-        pass
+def test_max_items_is_a_seeded_sample(photo_dir: Path) -> None:
+    a, _ = quiet_dls(photo_dir, size=16, bs=2, max_items=5, seed=3)
+    b, _ = quiet_dls(photo_dir, size=16, bs=2, max_items=5, seed=3)
+    assert a.colorize_info["n_train"] + a.colorize_info["n_valid"] == 5
+    items = sorted(map(str, [*a.train_ds.items, *a.valid_ds.items]))
+    assert items == sorted(map(str, [*b.train_ds.items, *b.valid_ds.items]))
 
 
-def test_min_chroma_drops_gray_photos_from_train_only(photo_dir):
-    Image.new("RGB", (24, 24), (120, 120, 120)).save(photo_dir / "gray.png")
-    assert photo_chroma(photo_dir / "gray.png") < 1 < photo_chroma(photo_dir / "img_01.jpg")
-    with pytest.warns(UserWarning, match="near-gray"):
-        dls = colorize_dls(photo_dir, size=16, bs=4, valid_pct=0.0, min_chroma=3.0)
-    assert [p.name for p in dls.colorize_info["dropped_gray"]] == ["gray.png"]
-    assert "gray.png" not in {p.name for p in dls.train_ds.items}
+def test_empty_folder_raises(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="no image files"):
+        colorize_dls(tmp_path / "empty")
 
 
-def test_degrade_changes_input_only(photo_dir):
-    torch.manual_seed(0)
-    plain = colorize_dls(photo_dir, size=32, bs=8, augment=False, valid_pct=0.0, shuffle=False)
-    torch.manual_seed(0)
-    deg = colorize_dls(photo_dir, size=32, bs=8, augment=False, valid_pct=0.0, shuffle=False,
-                       degrade=OldPhotoDegrade(p=1.0))
-    (x0, y0), (x1, y1) = plain.train.one_batch(), deg.train.one_batch()
-    torch.testing.assert_close(y0.as_subclass(torch.Tensor), y1.as_subclass(torch.Tensor))
-    assert (x0 - x1).abs().mean() > 1e-3
+# ----------------------------------------------------------------------------------------------
+# bad files and the scan cache
 
 
-def test_rebuilding_at_another_size_reuses_the_scan(photo_dir, monkeypatch):
-    import colorkit.data as data
+def _add_bad_files(folder: Path) -> tuple[Path, Path]:
+    buf = _io.BytesIO()
+    make_photo(64, 64, seed=50).save(buf, "JPEG", quality=90)
+    truncated = folder / "truncated.jpg"
+    truncated.write_bytes(buf.getvalue()[: len(buf.getvalue()) * 6 // 10])
+    text = folder / "notes.jpg"
+    text.write_text("this is not an image\n")
+    return truncated, text
 
+
+def test_bad_files_skipped_with_one_warning(photo_dir: Path) -> None:
+    truncated, text = _add_bad_files(photo_dir)
+    dls, warns = quiet_dls(photo_dir, size=16, bs=4, valid_pct=0.25, seed=0)
+    assert len(warns) == 1
+    msg = str(warns[0].message)
+    assert "2 unreadable" in msg and "truncated.jpg" in msg and "notes.jpg" in msg
+    skipped = dict(dls.colorize_info["skipped"])
+    assert set(skipped) == {truncated, text} and all(skipped.values())
+    assert "truncat" in skipped[truncated].lower()
+    assert dls.colorize_info["n_train"] + dls.colorize_info["n_valid"] == 12
+    for dl in (ordered(dls.train), ordered(dls.valid)):  # every remaining item loads
+        assert sum(len(b[0]) for b in dl) == len(dl.dataset)
+
+
+def test_warning_lists_ten_names_then_more(photo_dir: Path) -> None:
+    for i in range(13):
+        (photo_dir / f"bad_{i:02d}.png").write_bytes(b"\x89PNG broken")
+    _, warns = quiet_dls(photo_dir, size=16, bs=4)
+    assert len(warns) == 1
+    msg = str(warns[0].message)
+    assert "13 unreadable" in msg and "and 3 more" in msg and "bad_09.png" in msg and "bad_10.png" not in msg
+
+
+def test_scan_is_cached_and_rebuild_does_not_decode(photo_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     clear_scan_cache()
-    colorize_dls(photo_dir, size=16, bs=4)
-    calls = []
-    orig = data._probe_file
-    monkeypatch.setattr(data, "_probe_file", lambda p: calls.append(p) or orig(p))
-    t0 = time.perf_counter()
-    dls = colorize_dls(photo_dir, size=24, bs=4)
-    assert calls == [] and time.perf_counter() - t0 < 5
-    assert dls.one_batch()[0].shape[-1] == 24
+    calls: list[Path] = []
+    real = cd._probe_file
+
+    def counting(p: Path):
+        calls.append(p)
+        return real(p)
+
+    monkeypatch.setattr(cd, "_probe_file", counting)
+    quiet_dls(photo_dir, size=16, bs=4)
+    assert len(calls) == 12
+    calls.clear()
+    dls, _ = quiet_dls(photo_dir, size=32, bs=4)  # progressive resizing: rebuild at another size
+    assert calls == [] and dls.one_batch()[0].shape[-1] == 32
+    # a changed file (new size / mtime) is scanned again, and only that one
+    changed = sorted(photo_dir.glob("*.jpg"))[0]
+    make_photo(40, 40, seed=99).save(changed)
+    scan = scan_images(sorted(photo_dir.rglob("img_*")))
+    assert calls == [changed] and scan.n_decoded == 1 and len(scan.good) == 12
 
 
-def test_show_batch_and_pickling(photo_dir):
-    dls = colorize_dls(photo_dir, size=16, bs=4)
-    dls.show_batch(max_n=2)
-    pickle.dumps(dls.train.after_batch)
-    pickle.dumps(dls.train.after_item)
-    assert colorize_block(size=16).summary is not None
+def test_open_photo_drafts_jpeg_and_applies_exif(tmp_path: Path) -> None:
+    img = make_photo(240, 320, seed=5)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees when shown
+    path = tmp_path / "rot.jpg"
+    img.save(path, "JPEG", exif=exif.tobytes())
+    full = open_photo(path)
+    small = open_photo(path, min_side=64)
+    assert full.size == (240, 320)  # EXIF applied: portrait
+    assert small.mode == "RGB" and small.size[0] < small.size[1]
+    assert 64 <= min(small.size) < 240  # decoded at a reduced scale, still >= min_side
 
 
-@pytest.mark.slow
-def test_real_photos(shared_data):
-    dls = colorize_dls(shared_data / "photos" / "valid", size=64, bs=8)
+# ----------------------------------------------------------------------------------------------
+# near-gray photos
+
+
+def test_photo_chroma() -> None:
+    colour = make_photo(32, 32, seed=1)
+    gray = colour.convert("L").convert("RGB")
+    assert photo_chroma(gray) < 0.5 < 5 < photo_chroma(colour)
+    t = torch.from_numpy(np.asarray(colour, dtype=np.float32)).permute(2, 0, 1) / 255
+    assert photo_chroma(t) == pytest.approx(photo_chroma(colour), abs=1e-3)
+    with pytest.raises(ValueError, match=r"\(3, H, W\)"):
+        photo_chroma(torch.rand(1, 8, 8))
+
+
+def test_min_chroma_drops_gray_from_train_only(photo_dir: Path, tmp_path: Path) -> None:
+    make_photo(24, 32, seed=60).convert("L").convert("RGB").save(photo_dir / "gray_train.png")
+    vdir = tmp_path / "val"
+    vdir.mkdir()
+    make_photo(24, 32, seed=61).save(vdir / "colour_val.png")
+    make_photo(24, 32, seed=62).convert("L").convert("RGB").save(vdir / "gray_val.png")
+    dls, warns = quiet_dls(photo_dir, size=16, bs=4, valid_folder=vdir, min_chroma=5.0)
+    assert dls.colorize_info["dropped_gray"] == [photo_dir / "gray_train.png"]
+    assert dls.colorize_info["n_train"] == 12
+    assert "gray_train.png" not in {Path(p).name for p in dls.train_ds.items}
+    assert valid_names(dls) == ["colour_val.png", "gray_val.png"]  # validation untouched
+    assert any("1 near-gray" in str(w.message) for w in warns)
+    off, _ = quiet_dls(photo_dir, size=16, bs=4, valid_folder=vdir)
+    assert off.colorize_info["n_train"] == 13 and off.colorize_info["dropped_gray"] == []
+
+
+# ----------------------------------------------------------------------------------------------
+# degradation
+
+
+def test_old_photo_degrade_touches_input_only() -> None:
+    torch.manual_seed(0)
+    y = TensorImage(torch.rand(6, 3, 16, 16))
+    x = TensorGrayInput(to_gray(plain(y)))
+    tfm = OldPhotoDegrade(p=1.0, p_each=1.0)
+    dx, dy = tfm((x, y), split_idx=0)
+    assert isinstance(dx, TensorGrayInput) and dx.shape == x.shape
+    assert torch.equal(plain(dy), plain(y))
+    assert 0 <= float(dx.min()) and float(dx.max()) <= 1
+    assert bool(((plain(dx) - plain(x)).abs().amax((1, 2, 3)) > 0.01).all())
+    vx, _ = tfm((x, y), split_idx=1)  # validation: untouched
+    assert torch.equal(plain(vx), plain(x))
+
+
+def test_old_photo_degrade_sepia_and_validation() -> None:
+    x = TensorGrayInput(torch.full((2, 3, 8, 8), 0.5))
+    sep = OldPhotoDegrade(p=1.0, noise=0, blur=0, downscale=1, fade=0, sepia=1.0, keep_sepia=1.0)
+    out = plain(sep((x,), split_idx=0)[0])
+    assert bool((out[:, 0] > out[:, 2] + 0.05).all()), "sepia keeps a warm tint"
+    with pytest.raises(ValueError, match="p must be in"):
+        OldPhotoDegrade(p=1.5)
+
+
+def test_degrade_in_loaders_changes_x_keeps_y(photo_dir: Path) -> None:
+    base, _ = quiet_dls(photo_dir, size=16, bs=4, augment=False, seed=0)
+    deg, _ = quiet_dls(photo_dir, size=16, bs=4, augment=False, seed=0, degrade=OldPhotoDegrade(p=1, p_each=1))
+    bx, by = ordered(base.train).one_batch()
+    dx, dy = ordered(deg.train).one_batch()
+    assert torch.equal(plain(by), plain(dy))
+    assert torch.equal(plain(bx), to_gray(plain(by)))
+    assert not torch.equal(plain(dx), plain(bx))
+    vx, vy = deg.valid.one_batch()  # validation inputs are not degraded
+    assert torch.equal(plain(vx), to_gray(plain(vy)))
+    assert "OldPhotoDegrade" not in repr(base.train.after_batch)
+    assert "OldPhotoDegrade" in repr(quiet_dls(photo_dir, size=16, bs=4, degrade=True)[0].train.after_batch)
+
+
+# ----------------------------------------------------------------------------------------------
+# fastai integration
+
+
+def test_show_batch_runs_headless(photo_dir: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    dls, _ = quiet_dls(photo_dir, size=16, bs=4)
+    dls.show_batch(max_n=4)
+    fig = plt.gcf()
+    shown = [ax for ax in fig.axes if ax.images]
+    assert len(shown) == 8  # gray input and colour target for each of 4 photos
+    gray = shown[0].images[0].get_array()
+    assert gray.ndim == 3 and (gray[..., 0] == gray[..., 2]).all()
+    plt.close("all")
+
+
+def test_pipeline_pickles(photo_dir: Path) -> None:
+    dls, _ = quiet_dls(photo_dir, size=16, bs=4, degrade=True)
+    for obj in (dls.train.after_batch, dls.train.after_item, dls.train.dataset.tls):
+        assert pickle.loads(pickle.dumps(obj)) is not None
+    ab = pickle.loads(pickle.dumps(dls.train.after_batch))
+    x, y = dls.train.one_batch()
+    assert {type(t).__name__ for t in ab.fs} >= {"ToGray", "OldPhotoDegrade"}
+    block = colorize_block(size=16, degrade=True)
+    pickle.dumps((block.item_tfms, block.batch_tfms, block.type_tfms))
+
+
+def test_colorize_block_for_custom_pipelines(photo_dir: Path) -> None:
+    (photo_dir / "broken.jpg").write_text("nope")
+    block = colorize_block(size=16, augment=False)
+    with pytest.warns(UserWarning, match="broken.jpg"):
+        dls = block.dataloaders(photo_dir, bs=4)
     x, y = dls.one_batch()
-    assert x.shape == y.shape == (8, 3, 64, 64)
-    assert 0 <= float(x.min()) and float(y.max()) <= 1
-    torch.testing.assert_close(x.as_subclass(torch.Tensor), to_gray(y.as_subclass(torch.Tensor)))
-    assert float((y - x).abs().mean()) > 0.01  # real colour photos are not gray
+    assert x.shape == (4, 3, 16, 16) and torch.equal(plain(x), to_gray(plain(y)))
+    assert len(dls.train_ds) + len(dls.valid_ds) == 12
+
+
+def test_real_photos(shared_data: Path) -> None:
+    dls, warns = quiet_dls(shared_data / "photos" / "valid", size=64, bs=8, seed=0)
+    assert warns == []
+    assert dls.colorize_info["n_train"] + dls.colorize_info["n_valid"] == 100
+    for dl in (dls.train, dls.valid):
+        x, y = dl.one_batch()
+        assert x.shape == y.shape == (8, 3, 64, 64)
+        for t in (x, y):
+            assert 0 <= float(t.min()) and float(t.max()) <= 1
+        assert torch.equal(plain(x), to_gray(plain(y)))
+        assert photo_chroma(plain(y[0])) > 0.5

@@ -43,6 +43,7 @@ from colorkit.gan import (
 from colorkit.learner import colorize_learner, load_colorizer, save_colorizer
 from colorkit.loss import FeatureLoss
 from colorkit.models import WeightsUnavailableError
+from colorkit.train import set_seed
 
 SIZE, BS = 32, 2
 
@@ -252,7 +253,7 @@ def test_critic_learns_real_from_gray(photos, tmp_path):
     x, y = dls.one_batch()
     assert x.shape[1:] == (3, SIZE, SIZE) and 0 <= float(x.min()) and float(x.max()) <= 1
     assert set(y.tolist()) <= {0, 1}
-    torch.manual_seed(0)
+    set_seed(0)
     crit = critic_learner(dls, "spectral", nf=8, n_blocks=2)
     rep = pretrain_critic(crit, epochs=5, lr=1e-2, progress=False)
     assert rep["accuracy"] > 0.8, rep
@@ -381,6 +382,10 @@ def test_best_checkpoint_is_chosen_by_metric(photos, gen_learn, tmp_path):
     assert rep["best_iter"] == 2 and rep["improved"] and rep["diverged"] is None
     assert rep["best_metrics"] == seq[2] and rep["checkpoints"][3]["score"] is None
     _assert_same_state(learn.model, fake.states[2])  # a middle checkpoint was put back ...
+    # critic steps (iterations 1 and 3) leave the generator exactly as it was: no BatchNorm statistics
+    # moved (eval mode), no weight decay on it (its stale gradients are not stepped)
+    for before, after in ((0, 1), (2, 3)):
+        assert all(torch.equal(v, fake.states[after][k]) for k, v in fake.states[before].items())
     changed = [k for k, v in fake.states[2].items() if not torch.equal(v, fake.states[4][k])]
     assert changed and [k for k, v in fake.states[2].items() if not torch.equal(v, fake.states[0][k])]
     hist = json.loads((tmp_path / "ckpt" / "gan_history.json").read_text())
