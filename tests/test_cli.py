@@ -436,15 +436,6 @@ def test_evaluate_baselines_model_and_predictions(photo_dir, tiny_model, tmp_pat
 # train
 
 
-def test_gan_without_colorkit_gan_fails_before_training(photo_dir, tmp_path, monkeypatch, capsys):
-    monkeypatch.setitem(sys.modules, "colorkit.gan", None)  # "import colorkit.gan" raises ImportError
-    code = main(["train", str(photo_dir), "-o", str(tmp_path / "m"), "--gan", "--from", "none",
-                 "--no-pretrained"])
-    assert code == 1
-    assert "colorkit.gan" in capsys.readouterr().err
-    assert not (tmp_path / "m").exists()
-
-
 def test_train_refuses_model_inside_data_and_bad_stages(photo_dir, capsys):
     assert main(["train", str(photo_dir), "-o", str(photo_dir / "model"), "--from", "none"]) == 2
     assert "inside the training folder" in capsys.readouterr().err
