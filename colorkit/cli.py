@@ -208,7 +208,26 @@ class _Progress:
             self.stream.flush()
 
 
-class _StopFlag:
+class _SignalScope:
+    """Installs ``self._handle`` for SIGINT and SIGTERM while in the ``with`` block (main thread only)."""
+
+    _old: dict[int, Any]
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        raise NotImplementedError
+
+    def __enter__(self):  # noqa: ANN204 - returns the subclass instance
+        if threading.current_thread() is threading.main_thread():
+            for s in (signal.SIGINT, signal.SIGTERM):
+                self._old[s] = signal.signal(s, self._handle)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for s, h in self._old.items():
+            signal.signal(s, h)
+
+
+class _StopFlag(_SignalScope):
     """SIGINT / SIGTERM handler: the first signal asks the loop to stop after the current image; a second
     one raises KeyboardInterrupt at once. Outside the main thread nothing is installed."""
 
@@ -224,22 +243,12 @@ class _StopFlag:
         print(f"\ncolorkit: {name} received: finishing the files in progress, then stopping "
               "(send it again to abort at once)", file=sys.stderr, flush=True)
 
-    def __enter__(self) -> _StopFlag:
-        if threading.current_thread() is threading.main_thread():
-            for s in (signal.SIGINT, signal.SIGTERM):
-                self._old[s] = signal.signal(s, self._handle)
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        for s, h in self._old.items():
-            signal.signal(s, h)
-
     @property
     def exit_code(self) -> int:
         return 128 + (self.signum or signal.SIGINT)
 
 
-class _RaiseOnSignal:
+class _RaiseOnSignal(_SignalScope):
     """During training: SIGINT and SIGTERM both raise KeyboardInterrupt (checkpoints are atomic), and the
     signal is remembered for the exit code. Outside the main thread nothing is installed."""
 
@@ -251,15 +260,6 @@ class _RaiseOnSignal:
         self.signum = signum
         raise KeyboardInterrupt
 
-    def __enter__(self) -> _RaiseOnSignal:
-        if threading.current_thread() is threading.main_thread():
-            for s in (signal.SIGINT, signal.SIGTERM):
-                self._old[s] = signal.signal(s, self._handle)
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        for s, h in self._old.items():
-            signal.signal(s, h)
 
 
 def _check_model_dir(path: Path, what: str = "--model") -> Path:
