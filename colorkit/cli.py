@@ -27,7 +27,7 @@ from typing import Any, TextIO
 
 __all__ = ["DEFAULT_MODEL", "SAMPLES_DIR", "ColorizeJob", "CLIError", "build_parser", "main", "plan_colorize"]
 
-DEFAULT_MODEL: Path = Path(__file__).resolve().parent / "weights" / "starter"
+DEFAULT_MODEL: Path = Path(__file__).resolve().parent / "weights" / "starter"  # = learner.STARTER_MODEL
 """The starter model shipped in the package; every ``--model`` defaults to it."""
 
 SAMPLES_DIR: Path = Path(__file__).resolve().parent / "samples"
@@ -470,6 +470,34 @@ def _write(img: Any, job: ColorizeJob, meta: Any) -> Path:
     return cio.save_image(img, job.dst, source=job.src, meta=_rgb_meta(meta))
 
 
+class _StepFailed(Exception):
+    """A file's failure on an io thread; the message is the reason the summary lists."""
+
+
+def _read_and_prepare(path: Path, render_size: int) -> tuple[Any, Any, Any]:
+    """io thread: decode ``path`` and make the network's input -> (RGB image, meta, (3, h, w) tensor)."""
+    from .infer import prepare_image
+
+    img, meta = _read(path)
+    try:
+        x = prepare_image(img, render_size)
+    except Exception as e:
+        raise _StepFailed(f"colorizing failed: {type(e).__name__}: {e}") from e
+    return img, meta, x
+
+
+def _merge_and_write(img: Any, ab: Any, job: ColorizeJob, meta: Any) -> Path:
+    """io thread: put the predicted chroma ``ab`` (2, h, w) on the full-size photo, then write it atomically."""
+    from .infer import merge_chroma
+
+    try:
+        result = merge_chroma(img, ab)
+    except Exception as e:  # out of memory, ...
+        raise _StepFailed(f"colorizing failed: {type(e).__name__}: {e}") from e
+    del img
+    return _write(result, job, meta)
+
+
 def _run_colorize(
     jobs: Sequence[ColorizeJob],
     colorizer: Any,
@@ -478,22 +506,44 @@ def _run_colorize(
     stop: _StopFlag,
     progress: _Progress,
 ) -> ColorizeSummary:
-    """Decode ahead and write behind on a thread pool while the main thread runs the network."""
+    """The main thread only runs the network (chroma at render size); a pool of ``io_threads`` threads
+    decodes and shrinks the next photos ahead of it and merges + writes the finished ones behind it.
+
+    Both queues are bounded (at most ``max(2, io_threads)`` photos decoded ahead and ``io_threads``
+    waiting to be merged), so memory stays flat however many photos there are.
+    """
     from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
+    from .infer import DEFAULT_RENDER_SIZE, predict_chroma
     from .io import ImageLoadError
 
     summary = ColorizeSummary(total=len(jobs))
     t0 = time.monotonic()
-    prefetch = max(2, io_threads + 1)
+    model = colorizer.model
+    rs = int(render_size or getattr(colorizer, "render_size", DEFAULT_RENDER_SIZE))
+    io_threads = max(1, io_threads)
+    prefetch, max_writes = max(2, io_threads), io_threads
     queue = deque(jobs)
     reads: deque[tuple[ColorizeJob, Future]] = deque()
     writes: dict[Future, ColorizeJob] = {}
+    current: ColorizeJob | None = None  # taken from ``reads``, not yet handed to the pool
 
     def fail(job: ColorizeJob, reason: str) -> None:
         summary.failed.append((job.src, reason))
         progress.message(f"colorkit: failed: {job.src}: {reason}")
         progress.update()
+
+    def opened_or_fail(job: ColorizeJob, fut: Future) -> tuple[Any, Any, Any] | None:
+        try:
+            return fut.result()
+        except ImageLoadError as e:
+            reason = e.reason
+        except _StepFailed as e:
+            reason = str(e)
+        except Exception as e:  # anything else a decoder may throw
+            reason = f"cannot read: {type(e).__name__}: {e}"
+        fail(job, reason)
+        return None
 
     def reap(block: bool = False) -> None:
         if not writes:
@@ -509,46 +559,47 @@ def _run_colorize(
             except KeyboardInterrupt:
                 stop.signum = stop.signum or signal.SIGINT
                 summary.not_started += 1
+            except _StepFailed as e:
+                fail(job, str(e))
             except Exception as e:  # disk full, permissions, ...: this file fails, the batch goes on
                 fail(job, f"cannot write {job.dst}: {e}")
             else:
                 summary.done.append(job.dst)
                 progress.update()
 
-    pool = ThreadPoolExecutor(max_workers=max(1, io_threads), thread_name_prefix="colorkit-io")
+    pool = ThreadPoolExecutor(max_workers=io_threads, thread_name_prefix="colorkit-io")
     try:
         while queue or reads:
             while queue and len(reads) < prefetch and stop.signum is None:
                 j = queue.popleft()
-                reads.append((j, pool.submit(_read, j.src)))
+                reads.append((j, pool.submit(_read_and_prepare, j.src, rs)))
             reap()
             if stop.signum is not None or not reads:
                 break
-            job, fut = reads.popleft()
-            try:
-                img, meta = fut.result()
-            except ImageLoadError as e:
-                fail(job, e.reason)
+            current, fut = reads.popleft()
+            opened = opened_or_fail(current, fut)
+            if opened is None:
+                current = None
                 continue
-            except Exception as e:  # anything else a decoder may throw
-                fail(job, f"cannot read: {type(e).__name__}: {e}")
-                continue
+            img, meta, x = opened
             try:
-                result = colorizer.colorize(img, render_size=render_size)
+                ab = predict_chroma(model, x.unsqueeze(0))[0]
             except Exception as e:  # out of memory, ...: this file fails, the batch goes on
-                fail(job, f"colorizing failed: {type(e).__name__}: {e}")
+                fail(current, f"colorizing failed: {type(e).__name__}: {e}")
+                current = None
                 continue
-            del img
-            writes[pool.submit(_write, result, job, meta)] = job
-            while len(writes) > prefetch:
+            writes[pool.submit(_merge_and_write, img, ab, current, meta)] = current
+            current = None
+            del opened, img, x
+            while len(writes) > max_writes:
                 reap(block=True)
     except KeyboardInterrupt:  # a second signal: abandon the image in progress
         stop.signum = stop.signum or signal.SIGINT
     finally:
         for _, fut in reads:
             fut.cancel()
-        summary.not_started += len(queue) + len(reads)
-        while writes:  # writes already handed over finish (atomically) before we report
+        summary.not_started += len(queue) + len(reads) + (current is not None)
+        while writes:  # merges and writes already handed over finish (atomically) before we report
             try:
                 reap(block=True)
             except KeyboardInterrupt:
@@ -1207,8 +1258,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="model to fine-tune, or 'none' (default: the starter model when installed)")
     p.add_argument("--from-scratch", action="store_true", help="same as --from none")
     p.add_argument("--stages", default=None, metavar="SPEC",
-                   help="progressive resizing, SIZE:EPOCHS[:BS] comma-separated, e.g. 64:4,128:2,220:1 "
-                        "(default: the published recipe)")
+                   help="progressive resizing, SIZE:EPOCHS[:BS][@LR] comma-separated, e.g. 64:4,128:2,220:1 or "
+                        "64:1:16@1e-3,128:1@3e-4..6e-4 (LR or LO..HI; default: --lr) (default: the published recipe)")
     p.add_argument("--bs", type=int, default=None, metavar="N", help="batch size for every stage")
     p.add_argument("--lr", default=None, metavar="LR", help="learning rate, or LO:HI across the layer groups")
     p.add_argument("--arch", choices=("resnet18", "resnet34", "resnet50", "resnet101"), default=None,

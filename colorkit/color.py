@@ -4,10 +4,17 @@ All functions are pure, differentiable and work on tensors shaped ``(*, 3, H, W)
 leading batch dimensions), float32 or float64, on any device. RGB is sRGB in ``[0, 1]``; Lab has
 ``L`` in ``[0, 100]`` and ``a``, ``b`` roughly in ``[-128, 127]``. Constants follow scikit-image
 (D65 white, 2-degree observer) so results agree with ``skimage.color.rgb2lab``.
+
+One exception, for inference on big photos: :func:`set_chroma_uint8` works on 8-bit numpy pixels with
+look-up tables, about ten times faster than the tensor functions and within 1-2 levels of them.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -15,6 +22,7 @@ __all__ = [
     "rgb_to_lab",
     "lab_to_rgb",
     "lab_to_rgb_keep_lightness",
+    "set_chroma_uint8",
     "rgb_to_luminance",
     "to_gray",
     "merge_luminance",
@@ -197,3 +205,191 @@ def imagenet_denormalize(x: Tensor) -> Tensor:
     _check(x, "x")
     mean, std = _stats(x)
     return x * std + mean
+
+
+# ----------------------------------------------------------------------------------------------
+# The uint8 fast path: sRGB bytes in, sRGB bytes out, numpy with look-up tables (inference only).
+#
+# Per pixel: the lightness comes from the photo, as f_y = f(Y) (Y from a 256-entry table of the sRGB
+# level); the chroma comes as offsets of f_x and f_z from f_y (a/500 and -b/200). Then
+# X, Z = f^-1(f_x), f^-1(f_z), linear RGB = M (X, Y, Z), and a 65536-entry table maps linear RGB to
+# the output byte. Out-of-gamut pixels (a few percent in real photos) get their chroma scaled down
+# by bisection (6 steps) plus a final per-channel linear interpolation, which is closer to the exact
+# answer than lab_to_rgb_keep_lightness's 10 plain bisection steps (more steps change nothing).
+#
+# Everything is element-wise numpy on planes (3, N) of a strip: no BLAS call, whose thread pool would
+# fight the network's threads when this runs on a background thread.
+
+_Q = 65535  # linear RGB is quantised to 16 bits before the output table: error < 0.05 of a level
+
+
+def _np_srgb_to_linear(c: np.ndarray) -> np.ndarray:
+    return np.where(c > 0.04045, ((np.maximum(c, 0.04045) + 0.055) / 1.055) ** 2.4, c / 12.92)
+
+
+def _np_linear_to_srgb(c: np.ndarray) -> np.ndarray:
+    return np.where(c > 0.0031308, 1.055 * np.maximum(c, 0.0031308) ** (1 / 2.4) - 0.055, c * 12.92)
+
+
+def _np_f(t: np.ndarray) -> np.ndarray:
+    return np.where(t > _EPS, np.cbrt(np.maximum(t, _EPS)), _KAPPA * t + 4 / 29)
+
+
+def _tables() -> dict[str, Any]:
+    xyz = _XYZ_FROM_RGB.numpy()
+    lin = _np_srgb_to_linear(np.arange(256) / 255.0)
+    gray_y = lin * xyz[1].sum()  # Y of the gray (v, v, v)
+    # linear RGB = m @ (f^-1(f_x), Y, f^-1(f_z)): the white point folded into the columns
+    m = _RGB_FROM_XYZ.numpy() * _WHITE_D65.numpy()[None, :]
+    return {
+        "y_of_level": [(lin * w).astype(np.float32) for w in xyz[1]],  # Y contribution of R, G, B levels
+        "gray_y": gray_y.astype(np.float32),
+        "gray_fy": _np_f(gray_y).astype(np.float32),
+        "fy_of_y16": _np_f(np.arange(_Q + 1) / _Q).astype(np.float32),
+        # truncating x * _Q picks the bin [i, i+1) / _Q: the sRGB byte of its centre
+        "byte_of_linear16": np.clip(np.round(_np_linear_to_srgb((np.arange(_Q + 1) + 0.5) / _Q) * 255), 0, 255)
+        .astype(np.uint8),
+        "m": [[np.float32(v) for v in row] for row in m],
+    }
+
+
+_T = _tables()
+_DELTA32 = np.float32(_DELTA)
+_SLOPE32 = np.float32(3 * _DELTA**2)  # 1 / kappa: the slope of f^-1's linear part
+
+
+def _f_inv_np(f: np.ndarray, out: np.ndarray, tmp: np.ndarray) -> np.ndarray:
+    """f^-1 without a branch: its linear part is the tangent of the cube at delta, so
+    f^-1(f) = m**3 + 3 delta**2 (f - m) with m = max(f, delta). Writes into ``out``."""
+    np.maximum(f, _DELTA32, out=tmp)
+    np.multiply(tmp, tmp, out=out)
+    out *= tmp
+    np.subtract(f, tmp, out=tmp)
+    tmp *= _SLOPE32
+    out += tmp
+    return out
+
+
+def _set_xz(p: np.ndarray, scale: np.ndarray | np.float32, fy: np.ndarray, dfx: np.ndarray, dfz: np.ndarray,
+            tmp: np.ndarray) -> None:
+    """Fill rows 0 and 2 of ``p`` (3, N) with f^-1 of f_y + scale * (dfx, dfz) (f_z clipped at 0, as lab_to_rgb)."""
+    fx = np.multiply(scale, dfx, dtype=np.float32)
+    fx += fy
+    fz = np.multiply(scale, dfz, dtype=np.float32)
+    fz += fy
+    np.maximum(fz, 0, out=fz)
+    _f_inv_np(fx, p[0], tmp)
+    _f_inv_np(fz, p[2], tmp)
+
+
+def _to_linear_rgb(p: np.ndarray, out: np.ndarray, tmp: np.ndarray) -> np.ndarray:
+    """(3, N) (f^-1(f_x), Y, f^-1(f_z)) -> linear RGB (3, N) into ``out``, element-wise (no BLAS)."""
+    for c, (m0, m1, m2) in enumerate(_T["m"]):
+        o = out[c]
+        np.multiply(p[0], m0, out=o)
+        np.multiply(p[1], m1, out=tmp)
+        o += tmp
+        np.multiply(p[2], m2, out=tmp)
+        o += tmp
+    return out
+
+
+def _violation(rgb: np.ndarray) -> np.ndarray:
+    """(3, N) linear RGB -> (N,) how far the pixel is outside [0, 1] (<= 0: inside)."""
+    lo = np.minimum(rgb[0], rgb[1])
+    np.minimum(lo, rgb[2], out=lo)
+    hi = np.maximum(rgb[0], rgb[1])
+    np.maximum(hi, rgb[2], out=hi)
+    hi -= 1
+    np.negative(lo, out=lo)
+    return np.maximum(hi, lo, out=hi)
+
+
+def _fit_chroma(y: np.ndarray, fy: np.ndarray, dfx: np.ndarray, dfz: np.ndarray, steps: int) -> np.ndarray:
+    """For out-of-gamut pixels (N,): linear RGB (3, N) at the largest chroma scale in [0, 1] that fits.
+
+    ``steps`` bisections, then per channel the crossing of its bound by linear interpolation between
+    the last in-gamut and out-of-gamut scales; the earliest crossing wins.
+    """
+    n = y.size
+    p = np.empty((3, n), np.float32)
+    p[1] = y
+    rgb = np.empty((3, n), np.float32)
+    tmp = np.empty(n, np.float32)
+    lo = np.zeros(n, np.float32)
+    step = np.float32(1)
+    for _ in range(steps):
+        step *= np.float32(0.5)
+        _set_xz(p, lo + step, fy, dfx, dfz, tmp)
+        inside = _violation(_to_linear_rgb(p, rgb, tmp)) <= 0
+        lo += inside * step
+    _set_xz(p, lo, fy, dfx, dfz, tmp)
+    at_lo = _to_linear_rgb(p, np.empty((3, n), np.float32), tmp)
+    _set_xz(p, lo + step, fy, dfx, dfz, tmp)
+    change = _to_linear_rgb(p, rgb, tmp)  # at the out-of-gamut end for now
+    frac = np.clip(change, 0, 1)  # the bound a channel crosses, or its own value when it stays inside
+    frac -= at_lo
+    change -= at_lo
+    with np.errstate(invalid="ignore", divide="ignore"):
+        frac /= change  # 1 for channels that stay inside, nan for channels that do not move
+        t = np.fmin(np.fmin(frac[0], frac[1]), frac[2])
+    np.nan_to_num(t, copy=False, nan=0.0)
+    np.clip(t, 0, 1, out=t)
+    change *= t  # linear over the interval, as the crossing estimate: the limiting channel lands on its bound
+    change += at_lo
+    return change
+
+
+def _set_chroma_planes(rgb8: Sequence[np.ndarray] | np.ndarray, dfx: np.ndarray, dfz: np.ndarray, out: np.ndarray,
+                       steps: int = 6, tol: float = 1e-4) -> np.ndarray:
+    """The kernel of :func:`set_chroma_uint8` on planes: ``rgb8`` 3 x (r, w) uint8, ``dfx`` = a / 500 and
+    ``dfz`` = -b / 200 (r, w) float32 -> ``out`` (3, r, w) uint8 (each plane C-contiguous), returned."""
+    red, green, blue = rgb8
+    r, w = red.shape
+    n = r * w
+    p = np.empty((3, n), np.float32)  # f^-1(f_x), Y, f^-1(f_z)
+    y = p[1].reshape(r, w)
+    if np.array_equal(red, green) and np.array_equal(red, blue):  # gray rows: two table look-ups
+        np.take(_T["gray_y"], red, out=y)
+        fy = np.take(_T["gray_fy"], red)
+    else:
+        wr, wg, wb = _T["y_of_level"]
+        np.take(wr, red, out=y)
+        y += np.take(wg, green)
+        y += np.take(wb, blue)
+        q = y * np.float32(_Q)
+        q += 0.5
+        fy = np.take(_T["fy_of_y16"], q.astype(np.uint16), mode="clip")
+    fy, dfx, dfz = fy.reshape(n), dfx.reshape(n), dfz.reshape(n)
+    tmp = np.empty(n, np.float32)
+    _set_xz(p, np.float32(1), fy, dfx, dfz, tmp)
+    rgb = _to_linear_rgb(p, np.empty((3, n), np.float32), tmp)
+    bad = np.flatnonzero(_violation(rgb) > tol)
+    if bad.size > n // 2:  # mostly out of gamut: fit every pixel (those inside come back at scale 1)
+        rgb = _fit_chroma(p[1], fy, dfx, dfz, steps)
+    elif bad.size:
+        rgb[:, bad] = _fit_chroma(p[1, bad], fy[bad], dfx[bad], dfz[bad], steps)
+    rgb *= np.float32(_Q)
+    np.clip(rgb, 0, _Q, out=rgb)
+    idx = rgb.astype(np.uint16)
+    for c in range(3):
+        np.take(_T["byte_of_linear16"], idx[c].reshape(r, w), out=out[c], mode="clip")
+    return out
+
+
+def set_chroma_uint8(rgb8: np.ndarray, ab: np.ndarray) -> np.ndarray:
+    """Give 8-bit sRGB pixels ``rgb8`` (H, W, 3) the Lab chroma ``ab`` (2, H, W), keeping their lightness.
+
+    The uint8 counterpart of ``lab_to_rgb_keep_lightness(cat([L, ab]))`` with ``L`` the lightness of
+    ``rgb8``: out-of-gamut colours lose chroma (same L and hue) until they fit. Results are within
+    1-2 levels of the exact (many-step) answer. Returns a new (H, W, 3) uint8 array.
+    """
+    rgb8 = np.asarray(rgb8)
+    ab = np.asarray(ab, dtype=np.float32)
+    if rgb8.dtype != np.uint8 or rgb8.ndim != 3 or rgb8.shape[2] != 3:
+        raise ValueError(f"rgb8 must be a (H, W, 3) uint8 array, got {rgb8.dtype} {rgb8.shape}")
+    if ab.shape != (2, *rgb8.shape[:2]):
+        raise ValueError(f"ab must have shape (2, H, W) = {(2, *rgb8.shape[:2])}, got {ab.shape}")
+    out = np.empty((3, *rgb8.shape[:2]), np.uint8)
+    _set_chroma_planes(rgb8.transpose(2, 0, 1), ab[0] / np.float32(500), ab[1] / np.float32(-200), out)
+    return np.ascontiguousarray(out.transpose(1, 2, 0))

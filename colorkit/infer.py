@@ -4,10 +4,14 @@ The pipeline (a few small steps, each a function):
 
 1. :func:`render_shape` picks a render size of about ``render_size**2`` pixels with the photo's aspect
    ratio, in multiples of 32. The network never sees more pixels than that, whatever the photo's size.
-2. :func:`predict_chroma` resizes the photo down, runs the network, and returns the Lab chroma
-   ``(2, h, w)`` of its prediction.
-3. :func:`merge_chroma` upsamples the chroma to full size and recombines it with the ORIGINAL
-   full-resolution lightness, strip by strip so memory stays a small multiple of the image itself.
+2. :func:`prepare_image` resizes the photo down to that shape: the network's input ``(3, h, w)``.
+3. :func:`predict_chroma` runs the network on a batch of those and returns the Lab chroma
+   ``(B, 2, h, w)`` of its prediction.
+4. :func:`merge_chroma` upsamples the chroma to full size and recombines it with the ORIGINAL
+   full-resolution lightness, strip by strip so memory stays the output plus a few strips.
+
+Steps 2 and 4 use only numpy and PIL (no torch threads), so a batch job can run them on background
+threads while the network works on the next photo (see ``colorkit colorize``).
 """
 
 from __future__ import annotations
@@ -18,18 +22,17 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor, nn
 
-from .color import lab_to_rgb_keep_lightness, rgb_to_lab, rgb_to_luminance
+from .color import _set_chroma_planes, rgb_to_lab
 from .io import as_pil
 
 __all__ = ["DEFAULT_RENDER_SIZE", "colorize_image", "colorize_images", "merge_chroma", "predict_chroma",
-           "render_shape"]
+           "prepare_image", "render_shape"]
 
 DEFAULT_RENDER_SIZE = 256
-_STRIP_PIXELS = 1 << 21  # rows are merged in strips of about 2 MP
+_STRIP_PIXELS = 1 << 17  # rows are merged in strips of about 128k pixels (a few MB of work arrays)
 
 
 def render_shape(w: int, h: int, render_size: int = DEFAULT_RENDER_SIZE, multiple: int = 32) -> tuple[int, int]:
@@ -50,15 +53,26 @@ def _device_of(model: nn.Module) -> torch.device:
 
 
 def _to_tensor(img: Image.Image) -> Tensor:
-    """PIL RGB -> (3, H, W) float32 in [0, 1]."""
-    arr = np.array(img, dtype=np.uint8)  # a writable copy
-    return torch.from_numpy(arr).permute(2, 0, 1).float().div_(255)
+    """PIL RGB -> (3, H, W) float32 in [0, 1] (numpy only: no torch threads)."""
+    arr = np.ascontiguousarray(np.asarray(img, dtype=np.uint8).transpose(2, 0, 1), dtype=np.float32)
+    arr /= np.float32(255)
+    return torch.from_numpy(arr)
 
 
 def _prepare(img: Image.Image, shape: tuple[int, int]) -> Tensor:
     rh, rw = shape
+    if img.mode != "RGB":
+        img = img.convert("RGB")
     small = img.resize((rw, rh), Image.Resampling.BICUBIC, reducing_gap=3.0)
     return _to_tensor(small)
+
+
+def prepare_image(img: Image.Image, render_size: int = DEFAULT_RENDER_SIZE) -> Tensor:
+    """The network input for photo ``img`` (PIL): resized to :func:`render_shape`, ``(3, h, w)`` in [0, 1].
+
+    Uses only PIL and numpy, so it can run on a background thread while the network runs.
+    """
+    return _prepare(img, render_shape(*img.size, render_size=render_size))
 
 
 @torch.no_grad()
@@ -73,33 +87,45 @@ def predict_chroma(model: nn.Module, batch: Tensor) -> Tensor:
     return rgb_to_lab(out.float().clamp(0, 1).cpu())[:, 1:]
 
 
-@torch.no_grad()
+def _interp_weights(n_out: int, n_in: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Bilinear (align_corners=False, edges clamped, as F.interpolate) source indices i0, i1 and weight of i1."""
+    pos = np.clip((np.arange(n_out, dtype=np.float64) + 0.5) * n_in / n_out - 0.5, 0, n_in - 1)
+    i0 = np.floor(pos).astype(np.int64)
+    i1 = np.minimum(i0 + 1, n_in - 1)
+    return i0, i1, (pos - i0).astype(np.float32)
+
+
 def merge_chroma(img: Image.Image, ab: Tensor) -> Image.Image:
     """Combine low-resolution chroma ``ab`` (2, h, w) with ``img``'s full-resolution lightness.
 
-    Works in horizontal strips so the peak extra memory is a few copies of one strip, not of the photo.
+    The chroma is upsampled bilinearly; out-of-gamut colours lose chroma rather than lightness
+    (:func:`colorkit.color.set_chroma_uint8`). Works in horizontal strips of about ``_STRIP_PIXELS``
+    pixels: the extra memory is two copies of the pixels (input planes, output) plus a few strips.
+    Numpy only (no torch or BLAS threads): safe and efficient on background threads.
     """
+    if ab.ndim != 3 or ab.shape[0] != 2:
+        raise ValueError(f"ab must have shape (2, h, w), got {tuple(ab.shape)}")
+    if img.mode != "RGB":
+        img = img.convert("RGB")
     w, h = img.size
-    full = np.asarray(img, dtype=np.uint8)
-    out = np.empty_like(full)
-    ab = ab.unsqueeze(0).float()
+    planes = [np.asarray(c) for c in img.split()]  # 3 x (h, w) uint8
+    out = np.empty((3, h, w), np.uint8)
+    # offsets of f_x and f_z from f_y at low resolution, widened to full width once: (2, h_small, w)
+    small = ab.detach().float().cpu().numpy() * np.array([1 / 500, -1 / 200], np.float32)[:, None, None]
+    x0, x1, wx = _interp_weights(w, small.shape[-1])
+    wide = small[..., x0] * (1 - wx)
+    wide += small[..., x1] * wx
+    y0, y1, wy = _interp_weights(h, small.shape[-2])
     strip = max(1, _STRIP_PIXELS // max(w, 1))
-    src_h = ab.shape[-2]
     for r0 in range(0, h, strip):
         r1 = min(h, r0 + strip)
-        # bilinear upsampling (align_corners=False) of just the source rows this strip needs
-        y = (torch.arange(r0, r1, dtype=torch.float32) + 0.5) * src_h / h - 0.5
-        y = y.clamp(0, src_h - 1)
-        y0 = y.floor().long()
-        y1 = (y0 + 1).clamp(max=src_h - 1)
-        wy = (y - y0).view(1, 1, -1, 1)
-        rows = ab[:, :, y0] * (1 - wy) + ab[:, :, y1] * wy  # (1, 2, r, w_small)
-        ab_strip = F.interpolate(rows, size=(r1 - r0, w), mode="bilinear", align_corners=False)  # widthwise
-        rgb = torch.from_numpy(np.array(full[r0:r1])).permute(2, 0, 1).float().div_(255).unsqueeze(0)
-        L = rgb_to_luminance(rgb)
-        merged = lab_to_rgb_keep_lightness(torch.cat([L, ab_strip], dim=1))[0]
-        out[r0:r1] = merged.mul_(255).round_().clamp_(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()
-    return Image.fromarray(out, "RGB")
+        t = wy[r0:r1, None]
+        offsets = wide[:, y0[r0:r1]]  # (2, rows, w)
+        offsets *= 1 - t
+        offsets += wide[:, y1[r0:r1]] * t
+        _set_chroma_planes([p[r0:r1] for p in planes], offsets[0], offsets[1], out[:, r0:r1])
+    channels = [Image.frombuffer("L", (w, h), out[c], "raw", "L", 0, 1) for c in range(3)]
+    return Image.merge("RGB", channels)
 
 
 def colorize_image(model: nn.Module, img: Any, render_size: int = DEFAULT_RENDER_SIZE) -> Image.Image:

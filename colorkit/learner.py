@@ -37,10 +37,12 @@ from .models import (
     load_encoder_weights,
 )
 
-__all__ = ["Colorizer", "colorize_learner", "load_colorizer", "save_colorizer", "FORMAT_VERSION"]
+__all__ = ["Colorizer", "STARTER_MODEL", "colorize_learner", "load_colorizer", "save_colorizer", "FORMAT_VERSION"]
 
 FORMAT_VERSION = 1
 WEIGHTS_FILE, CONFIG_FILE, METRICS_FILE = "model.safetensors", "config.json", "metrics.json"
+# the starter model shipped inside the package (see docs/starter-model.md)
+STARTER_MODEL: Path = Path(__file__).resolve().parent / "weights" / "starter"
 
 
 @delegates(unet_learner, but=["normalize", "n_out", "splitter", "weights", "pretrained"])
@@ -194,9 +196,12 @@ class Colorizer:
                 f"render_size={self.render_size}, path={self.path})")
 
 
-def load_colorizer(path: str | Path, device: str | torch.device | None = None) -> Colorizer:
-    """Load a colorizer saved by :func:`save_colorizer` (no pickles: safetensors + JSON)."""
-    path = Path(path)
+def load_colorizer(path: str | Path | None = None, device: str | torch.device | None = None) -> Colorizer:
+    """Load a colorizer saved by :func:`save_colorizer` (no pickles: safetensors + JSON).
+
+    Without ``path``, loads the starter model shipped with colorkit (:data:`STARTER_MODEL`).
+    """
+    path = Path(path) if path is not None else STARTER_MODEL
     cfg_file, w_file = path / CONFIG_FILE, path / WEIGHTS_FILE
     for f in (cfg_file, w_file):
         if not f.is_file():

@@ -74,16 +74,28 @@ DEFAULT_STAGES: tuple[Stage, ...] = (
 )
 
 
+def _parse_stage_lr(text: str, part: str) -> float | tuple[float, float]:
+    try:
+        bits = [float(b) for b in text.split("..")]
+    except ValueError:
+        bits = []
+    if len(bits) not in (1, 2) or any(not (0 < b < 1) for b in bits):
+        raise ValueError(f"bad learning rate {text!r} in stage {part!r}: expected LR or LO..HI, e.g. 1e-3, 1e-5..1e-3")
+    return bits[0] if len(bits) == 1 else (bits[0], bits[1])
+
+
 def parse_stages(text: str, lr: float | tuple[float, float] = (1e-5, 1e-3), bs: int | None = None) -> list[Stage]:
-    """Parse ``"64:4,128:2,220:1"`` (size:epochs[:bs]) into stages with the given learning rate."""
+    """Parse ``"64:4,128:2:8,220:1@1e-5..1e-4"`` (``SIZE:EPOCHS[:BS][@LR]``, ``LR`` being ``1e-3`` or
+    ``LO..HI``) into stages; stages without ``@LR`` use ``lr``."""
     stages = []
     for part in filter(None, (p.strip() for p in text.split(","))):
-        bits = part.split(":")
+        spec, at, lr_text = part.partition("@")
+        bits = spec.split(":")
         if len(bits) not in (2, 3) or not all(b.isdigit() for b in bits):
-            raise ValueError(f"bad stage {part!r} in {text!r}: expected SIZE:EPOCHS or SIZE:EPOCHS:BS")
+            raise ValueError(f"bad stage {part!r} in {text!r}: expected SIZE:EPOCHS[:BS][@LR]")
         size, epochs = int(bits[0]), int(bits[1])
         b = int(bits[2]) if len(bits) == 3 else (bs or max(4, min(32, (64 * 32 // size) * 32 // 32)))
-        stages.append(Stage(size, epochs, lr=lr, bs=b))
+        stages.append(Stage(size, epochs, lr=_parse_stage_lr(lr_text, part) if at else lr, bs=b))
     if not stages:
         raise ValueError(f"no stages in {text!r}")
     return stages

@@ -168,6 +168,83 @@ def test_colorize_folder_with_good_and_bad_files(mixed_dir, tiny_model, tmp_path
     assert not _temp_files(out)
 
 
+def test_main_thread_runs_only_the_network_merge_and_write_run_behind(photo_dir, tiny_model, tmp_path,
+                                                                     monkeypatch):
+    import colorkit.infer as infer
+
+    threads: dict[str, set[str]] = {"predict": set(), "merge": set(), "save": set()}
+    real_predict, real_merge, real_save = infer.predict_chroma, infer.merge_chroma, Image.Image.save
+
+    def spy(step, fn):
+        def wrapped(*args, **kwargs):
+            threads[step].add(threading.current_thread().name)
+            return fn(*args, **kwargs)
+        return wrapped
+
+    monkeypatch.setattr(infer, "predict_chroma", spy("predict", real_predict))
+    monkeypatch.setattr(infer, "merge_chroma", spy("merge", real_merge))
+    monkeypatch.setattr(Image.Image, "save", spy("save", real_save))
+    out = tmp_path / "out"
+    assert main(["colorize", str(photo_dir), "-r", "-o", str(out), "--model", str(tiny_model), "-q"]) == 0
+    assert len(_outputs(out)) == 12
+    assert threads["predict"] == {threading.main_thread().name}
+    for step in ("merge", "save"):
+        assert threads[step] and all(name.startswith("colorkit-io") for name in threads[step]), threads
+
+
+def test_a_failing_merge_fails_that_file_only(photo_dir, tiny_model, tmp_path, monkeypatch, capsys):
+    import colorkit.infer as infer
+
+    real_merge = infer.merge_chroma
+
+    def merge(img, ab):
+        if img.height == 28:  # img_01, img_04, img_07, img_10
+            raise MemoryError("no room for the full-size result")
+        return real_merge(img, ab)
+
+    monkeypatch.setattr(infer, "merge_chroma", merge)
+    out = tmp_path / "out"
+    assert main(["colorize", str(photo_dir), "-r", "-o", str(out), "--model", str(tiny_model), "-q"]) == 1
+    text = capsys.readouterr().out
+    assert "8 colorized" in text and "4 failed" in text
+    assert "colorizing failed: MemoryError: no room for the full-size result" in text
+    assert len(_outputs(out)) == 8 and not _temp_files(out)
+    failed = {Path(line.split("\t")[0]).stem for line in (out / cli.FAILURES_FILE).read_text().splitlines()}
+    assert failed == {"img_01", "img_04", "img_07", "img_10"}
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_photos_in_flight_stay_bounded(tmp_path, tiny_model, monkeypatch, jobs):
+    """However many photos there are, only a few are decoded at once (slow writes make the queue back up)."""
+    src = tmp_path / "in"
+    src.mkdir()
+    for i in range(16):
+        make_photo(24, 32, seed=i).save(src / f"p{i:02d}.png")
+    lock, alive, peak = threading.Lock(), [0], [0]
+    real_read, real_finish = cli._read_and_prepare, cli._merge_and_write
+
+    def read(*args):
+        with lock:
+            alive[0] += 1
+            peak[0] = max(peak[0], alive[0])
+        return real_read(*args)
+
+    def finish(*args):
+        time.sleep(0.05)
+        try:
+            return real_finish(*args)
+        finally:
+            with lock:
+                alive[0] -= 1
+
+    monkeypatch.setattr(cli, "_read_and_prepare", read)
+    monkeypatch.setattr(cli, "_merge_and_write", finish)
+    out = tmp_path / "out"
+    assert main(["colorize", str(src), "-o", str(out), "--model", str(tiny_model), "-q", "--jobs", str(jobs)]) == 0
+    assert len(_outputs(out)) == 16 and alive[0] == 0
+    assert peak[0] <= max(2, jobs) + jobs  # decoded ahead + waiting to be merged and written
+
+
 def test_second_run_skips_and_overwrite_redoes(tmp_path, tiny_model, capsys):
     src, out = tmp_path / "in", tmp_path / "out"
     (src / "sub").mkdir(parents=True)
@@ -347,7 +424,7 @@ def test_sigterm_stops_cleanly_and_the_next_run_finishes(tmp_path, tiny_model):
     try:
         deadline = time.time() + 120
         while time.time() < deadline and proc.poll() is None and not list(out.glob("*.jpg")):
-            time.sleep(0.02)
+            time.sleep(0.05)
         assert proc.poll() is None, f"finished before it could be interrupted: {proc.communicate()}"
         proc.send_signal(signal.SIGTERM)
         stdout, stderr = proc.communicate(timeout=60)

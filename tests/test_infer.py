@@ -3,8 +3,15 @@ import pytest
 import torch
 from PIL import Image
 
-from colorkit.color import rgb_to_luminance
-from colorkit.infer import colorize_image, colorize_images, merge_chroma, render_shape
+from colorkit.color import lab_to_rgb, lab_to_rgb_keep_lightness, rgb_to_luminance, set_chroma_uint8
+from colorkit.infer import (
+    colorize_image,
+    colorize_images,
+    merge_chroma,
+    predict_chroma,
+    prepare_image,
+    render_shape,
+)
 from colorkit.models import create_generator
 from tests.conftest import make_photo
 
@@ -87,3 +94,90 @@ def test_model_mode_is_restored(gen):
     colorize_image(gen, make_photo(8, 8), render_size=32)
     assert gen.training
     gen.eval()
+
+
+# ----------------------------------------------------------------------------------------------
+# the uint8 fast path against the exact (tensor, many-step bisection) one
+
+
+def _exact_keep_lightness(rgb8: np.ndarray, ab: np.ndarray) -> np.ndarray:
+    """(H, W, 3) uint8 + Lab chroma (2, H, W) -> uint8, via float64 lab_to_rgb_keep_lightness with 30 steps."""
+    rgb = torch.from_numpy(rgb8.astype(np.float64) / 255).permute(2, 0, 1)
+    lab = torch.cat([rgb_to_luminance(rgb), torch.from_numpy(ab.astype(np.float64))])
+    out = lab_to_rgb_keep_lightness(lab, steps=30)
+    return out.mul(255).round().permute(1, 2, 0).numpy().astype(np.uint8)
+
+
+def _random_pixels(gray: bool, seed: int, h: int = 48, w: int = 64) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    if gray:
+        return np.repeat(rng.integers(0, 256, (h, w, 1), dtype=np.uint8), 3, axis=2)
+    return rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+
+@pytest.mark.parametrize("gray", [True, False])
+@pytest.mark.parametrize("chroma", [20.0, 60.0])
+def test_set_chroma_uint8_matches_exact_gamut_fit(gray, chroma):
+    rgb8 = _random_pixels(gray, seed=int(chroma))
+    rng = np.random.default_rng(1)
+    ab = (rng.standard_normal((2, *rgb8.shape[:2])) * chroma).astype(np.float32)
+    fast, exact = set_chroma_uint8(rgb8, ab), _exact_keep_lightness(rgb8, ab)
+    assert fast.shape == rgb8.shape and fast.dtype == np.uint8
+    assert np.abs(fast.astype(int) - exact.astype(int)).max() <= 2
+    # the comparison has teeth: many pixels are out of gamut, where clipping RGB would be far off
+    rgb = torch.from_numpy(rgb8.astype(np.float64) / 255).permute(2, 0, 1)
+    lab = torch.cat([rgb_to_luminance(rgb), torch.from_numpy(ab.astype(np.float64))])
+    clipped = lab_to_rgb(lab).mul(255).round().permute(1, 2, 0).numpy()
+    assert (np.abs(clipped - exact).max(-1) > 2).mean() > 0.05
+
+
+def test_set_chroma_uint8_keeps_lightness_and_zero_chroma_is_identity():
+    rgb8 = _random_pixels(gray=False, seed=3)
+    same = set_chroma_uint8(rgb8, np.zeros((2, 48, 64), np.float32))
+    gray = _random_pixels(gray=True, seed=4)
+    assert np.array_equal(set_chroma_uint8(gray, np.zeros((2, 48, 64), np.float32)), gray)
+    # zero chroma turns a colour pixel into the gray of the same lightness
+    assert np.abs(same[..., 0].astype(int) - same[..., 2].astype(int)).max() <= 1
+    ab = (np.random.default_rng(5).standard_normal((2, 48, 64)) * 40).astype(np.float32)
+    out = set_chroma_uint8(rgb8, ab)
+    L = [_L(Image.fromarray(a)) for a in (rgb8, out)]
+    assert (L[0] - L[1]).abs().mean() < 0.3
+
+
+def test_set_chroma_uint8_rejects_bad_shapes():
+    with pytest.raises(ValueError, match=r"\(2, H, W\)"):
+        set_chroma_uint8(np.zeros((4, 5, 3), np.uint8), np.zeros((2, 5, 4), np.float32))
+    with pytest.raises(ValueError, match="uint8"):
+        set_chroma_uint8(np.zeros((4, 5, 3), np.float32), np.zeros((2, 4, 5), np.float32))
+
+
+def test_merge_chroma_matches_the_exact_tensor_pipeline():
+    """Bilinear upsampling (as F.interpolate) + exact gamut fit, computed with tensors in float64."""
+    img = make_photo(45, 70, seed=2).convert("L").convert("RGB")
+    ab = torch.randn(2, 6, 9, generator=torch.Generator().manual_seed(0)) * 35
+    full = torch.nn.functional.interpolate(ab[None].double(), size=(45, 70), mode="bilinear",
+                                           align_corners=False)[0]
+    exact = _exact_keep_lightness(np.asarray(img), full.numpy())
+    out = np.asarray(merge_chroma(img, ab))
+    assert np.abs(out.astype(int) - exact.astype(int)).max() <= 2
+
+
+def test_merge_chroma_is_thread_safe():
+    from concurrent.futures import ThreadPoolExecutor
+
+    img = make_photo(60, 80, seed=4)
+    abs_ = [torch.randn(2, 5, 6, generator=torch.Generator().manual_seed(i)) * 30 for i in range(4)]
+    alone = [np.asarray(merge_chroma(img, ab)) for ab in abs_]
+    with ThreadPoolExecutor(4) as pool:
+        together = list(pool.map(lambda ab: np.asarray(merge_chroma(img, ab)), abs_))
+    for a, b in zip(alone, together, strict=True):
+        assert np.array_equal(a, b)
+
+
+def test_prepare_predict_merge_is_colorize_image(gen):
+    img = make_photo(40, 60, seed=8)
+    x = prepare_image(img, render_size=32)
+    assert x.shape == (3, *render_shape(60, 40, 32)) and x.dtype == torch.float32
+    assert 0 <= float(x.min()) and float(x.max()) <= 1
+    ab = predict_chroma(gen, x.unsqueeze(0))[0]
+    assert np.array_equal(np.asarray(merge_chroma(img, ab)), np.asarray(colorize_image(gen, img, render_size=32)))

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import make_photo
+from PIL import Image
 from torch import nn
 
 from colorkit import colorize_dls, colorize_learner, load_colorizer, save_colorizer
@@ -113,3 +114,35 @@ def test_fastai_export_and_load_learner_still_work(learn, tmp_path):
     learn2 = load_learner(tmp_path / "export.pkl")
     out = learn2.colorize(make_photo(20, 20), render_size=32)
     assert out.size == (20, 20)
+
+
+def test_load_colorizer_defaults_to_the_starter_model():
+    from colorkit.cli import DEFAULT_MODEL
+    from colorkit.learner import STARTER_MODEL
+
+    assert STARTER_MODEL == DEFAULT_MODEL  # the CLI's default and the Python default are the same model
+    if (STARTER_MODEL / "config.json").is_file():
+        clr = load_colorizer()
+        assert clr.colorize(Image.new("L", (40, 30), 128)).size == (40, 30)
+    else:
+        with pytest.raises(FileNotFoundError, match="starter"):
+            load_colorizer()
+
+
+def test_show_results_shows_input_target_prediction(learn):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    plt.close("all")
+    learn.show_results(max_n=1)
+    fig = plt.gcf()
+    assert "Input/Target/Prediction" in fig._suptitle.get_text()
+    shown = [a for a in fig.axes if a.images]
+    assert len(shown) == 3  # gray input, colour target, colour prediction
+    gray_in = shown[0].images[0].get_array()
+    target = shown[1].images[0].get_array()
+    assert gray_in.ndim == 2 or np.allclose(gray_in[..., 0], gray_in[..., 1])  # the input is gray
+    assert target.ndim == 3 and not np.allclose(target[..., 0], target[..., 1])  # the target has colour
+    plt.close("all")

@@ -43,6 +43,15 @@ def test_parse_stages():
         parse_stages("64-4")
 
 
+def test_parse_stages_with_per_stage_learning_rates():
+    st = parse_stages("64:1:16@1e-3,128:2@3e-4..6e-4,220:1", lr=2e-4)
+    assert [s.lr for s in st] == [1e-3, (3e-4, 6e-4), 2e-4]
+    assert st[0].bs == 16 and st[1].epochs == 2
+    for bad in ("64:1@", "64:1@fast", "64:1@1e-3..", "64:1@2"):
+        with pytest.raises(ValueError, match="learning rate|bad stage"):
+            parse_stages(bad)
+
+
 def test_stages_change_the_loader_size(learn, photo_dir):
     seen = []
 
