@@ -881,11 +881,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _evaluate_model(model: Path | None, source: str, size: int, limit: int | None, fid: bool = True,
-                    progress: Any = None) -> Any:
+                    progress: Any = None, render_size: int | None = None) -> Any:
+    """Evaluate ``model`` (rendered at ``render_size``, default: the model's own, as `colorize` uses it)."""
     from .evaluate import evaluate
 
     clr = _load_model(model) if model is not None else None
-    return evaluate(clr, source, size=size, limit=limit, fid=fid, progress=progress)
+    rs = render_size or (clr.render_size if clr is not None else None)
+    return evaluate(clr, source, size=size, limit=limit, fid=fid, progress=progress, render_size=rs)
 
 
 def _print_paths(paths: Any) -> None:
@@ -927,6 +929,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         raise CLIError(f"--predictions {args.predictions}: no such folder")
     if args.size < 8:
         raise CLIError(f"--size must be at least 8, got {args.size}")
+    if args.render_size is not None and args.render_size < 32:
+        raise CLIError(f"--render-size must be at least 32, got {args.render_size}")
     if args.model:
         _check_model_dir(Path(args.model))
     try:
@@ -945,7 +949,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
                 if not args.model:
                     print("colorkit: no --model or --predictions: evaluating the baselines only")
                 result = _evaluate_model(Path(args.model) if args.model else None, args.source, args.size,
-                                         args.limit, fid=args.fid, progress=progress)
+                                         args.limit, fid=args.fid, progress=progress,
+                                         render_size=args.render_size)
     except (FileNotFoundError, NotADirectoryError) as e:
         raise CLIError(str(e), EXIT_FAILED) from None
     finally:
@@ -1306,6 +1311,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default=None, metavar="M", help="model folder to evaluate")
     p.add_argument("--predictions", default=None, metavar="DIR", help="folder of colorized outputs to score")
     p.add_argument("--size", type=int, default=256, metavar="N", help="images are compared at N px")
+    p.add_argument("--render-size", type=int, default=None, metavar="N",
+                   help="the network renders at about N x N px (default: the model's own render size, as "
+                        "`colorkit colorize` uses it)")
     p.add_argument("--out", default="colorkit-eval", metavar="DIR", help="report folder")
     p.add_argument("--limit", type=int, default=None, metavar="N", help="use at most N photos")
     p.add_argument("--no-fid", dest="fid", action="store_false",

@@ -242,7 +242,8 @@ def _same_aspect(a: tuple[int, int], b: tuple[int, int]) -> bool:
 
 
 def _predictor(colorizer: Any, size: int) -> Callable[[Image.Image], Any]:
-    """A function gray PIL -> prediction for a Colorizer / Learner (``.colorize``), module or callable."""
+    """A function gray PIL -> prediction for a Colorizer / Learner (``.colorize``), module or callable;
+    ``size`` is the render size."""
     colorize = getattr(colorizer, "colorize", None)
     if callable(colorize):
 
@@ -587,6 +588,7 @@ def evaluate(
     fid: bool = True,
     fid_weights: str | os.PathLike | None = None,
     progress: Callable[[int, int], None] | None = None,
+    render_size: int | None = None,
 ) -> EvalResult:
     """Evaluate ``colorizer`` on a folder of colour photos; returns per-image and summary figures.
 
@@ -594,8 +596,9 @@ def evaluate(
     sub-folders when ``recursive``) is cropped with :func:`evaluation_crop` to ``size`` x ``size``,
     made gray (:func:`gray_input`), colorized, and compared with the crop. ``colorizer`` is a
     :class:`~colorkit.Colorizer` or ``colorize_learner`` Learner (``.colorize(gray,
-    render_size=size)``), a generator ``nn.Module``, any callable PIL image -> image (PIL, array or
-    tensor; same size, or same aspect ratio and then resized), or ``None`` for baselines only.
+    render_size=render_size)``; ``render_size`` defaults to ``size``), a generator ``nn.Module``, any
+    callable PIL image -> image (PIL, array or tensor; same size, or same aspect ratio and then
+    resized), or ``None`` for baselines only.
     ``limit`` keeps the first ``limit`` files in sorted order; ``baselines`` is any of
     :data:`BASELINES`; the first ``sample`` scored photos are kept for the report grid. With
     ``out``, :func:`write_report` writes the report there (``result.paths``).
@@ -611,7 +614,8 @@ def evaluate(
     names = _check_baselines(baselines)
     if colorizer is None and not names:
         raise ValueError("nothing to evaluate: colorizer is None and no baselines were asked for")
-    predict = _predictor(colorizer, size) if colorizer is not None else None
+    render_size = size if render_size is None else _check_size(render_size)
+    predict = _predictor(colorizer, render_size) if colorizer is not None else None
     files = find_images(source, recursive=recursive)
     if not files:
         raise FileNotFoundError(f"no image files ({', '.join(sorted(IMAGE_EXTENSIONS))}) in {source!s}")
@@ -639,6 +643,7 @@ def evaluate(
         "source": [str(s) for s in source] if not isinstance(source, (str, os.PathLike)) else str(source),
         "n_found": n_found,
         **_settings(size, limit, names, sample, seed),
+        **({"render_size": render_size} if colorizer is not None else {}),
         **extra,
     }
     result = EvalResult(methods, summary, rows, skipped, settings, _model_info(colorizer), samples=samples)

@@ -498,6 +498,10 @@ def test_evaluate_baselines_model_and_predictions(photo_dir, tiny_model, tmp_pat
                  "--limit", "4", "--no-fid", "-q"]) == 0
     report = json.loads((rep / "metrics.json").read_text())
     assert report["methods"][0] == "model" and report["n_images"] == 4
+    assert report["settings"]["render_size"] == 32  # the model's own render size, as `colorize` uses it
+    assert main(["evaluate", str(photo_dir), "--model", str(tiny_model), "--size", "32", "--out", str(rep),
+                 "--limit", "2", "--no-fid", "-q", "--render-size", "64"]) == 0
+    assert json.loads((rep / "metrics.json").read_text())["settings"]["render_size"] == 64
     assert (rep / "metrics.csv").is_file() and (rep / "grid.png").is_file()
 
     preds = tmp_path / "preds"

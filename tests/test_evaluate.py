@@ -358,3 +358,22 @@ def test_tiny_generator_end_to_end(photo_dir, tmp_path):
     assert data["model"]["type"] == "Colorizer" and data["model"]["config"] == {}
     grid = Image.open(a.paths["grid"])  # gray input | prediction | mean chroma | ground truth, 128 px cells
     assert grid.width == 4 * 128 and grid.height > 2 * 128
+
+
+def test_render_size_reaches_the_colorizer(photo_dir):
+    class Recorder:
+        def __init__(self) -> None:
+            self.render_sizes: list[int] = []
+
+        def colorize(self, gray, render_size=None):
+            self.render_sizes.append(render_size)
+            return gray
+
+    rec = Recorder()
+    r = evaluate(rec, photo_dir, size=SIZE, limit=2, baselines=[], fid=False)
+    assert rec.render_sizes == [SIZE, SIZE]  # default: render at the comparison size
+    rec.render_sizes.clear()
+    r = evaluate(rec, photo_dir, size=SIZE, limit=2, baselines=[], fid=False, render_size=96)
+    assert rec.render_sizes == [96, 96] and r.settings["render_size"] == 96
+    with pytest.raises(ValueError):
+        evaluate(rec, photo_dir, size=SIZE, render_size=0)
