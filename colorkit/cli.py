@@ -701,13 +701,13 @@ def _resolve_start(args: argparse.Namespace) -> tuple[Path | None, str, str, str
     """-> (model to fine-tune or None, arch, mode, a sentence saying what happens)."""
     wanted = (args.arch, args.mode)
     if args.from_scratch or (args.from_model is not None and args.from_model.lower() == "none"):
-        arch, mode = args.arch or "resnet34", args.mode or "rgb"
+        arch, mode = args.arch or "resnet34", args.mode or "lab"
         enc = "an ImageNet-pretrained encoder" if args.pretrained else "random weights"
         return None, arch, mode, f"training a new {arch}/{mode} model from {enc}"
     explicit = args.from_model is not None
     start = Path(args.from_model) if explicit else DEFAULT_MODEL
     if not explicit and not (start / "config.json").is_file():
-        arch, mode = args.arch or "resnet34", args.mode or "rgb"
+        arch, mode = args.arch or "resnet34", args.mode or "lab"
         enc = "an ImageNet-pretrained encoder" if args.pretrained else "random weights"
         return None, arch, mode, f"no starter model installed: training a new {arch}/{mode} model from {enc}"
     _check_model_dir(start, "--from")
@@ -1270,7 +1270,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--arch", choices=("resnet18", "resnet34", "resnet50", "resnet101"), default=None,
                    help="encoder (default: the --from model's, else resnet34)")
     p.add_argument("--mode", choices=("rgb", "lab"), default=None,
-                   help="what the network predicts (default: the --from model's, else rgb)")
+                   help="what the network predicts: lab chroma or rgb (default: the --from model's, else lab)")
     p.add_argument("--no-pretrained", dest="pretrained", action="store_false",
                    help="random encoder and VGG loss weights instead of ImageNet ones (no download needed)")
     p.add_argument("--gan", action="store_true",

@@ -51,7 +51,7 @@ def colorize_learner(
     arch: str = "resnet34",
     pretrained: bool = True,
     weights: str | Path | None = None,
-    mode: str = "rgb",
+    mode: str = "lab",
     loss_func: nn.Module | None = None,
     loss_pretrained: bool | None = None,
     metrics: Any = None,

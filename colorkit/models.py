@@ -58,7 +58,7 @@ class GeneratorConfig:
     """Everything needed to rebuild a generator without pickles (stored as JSON next to the weights)."""
 
     arch: str = "resnet34"
-    mode: str = "rgb"
+    mode: str = "lab"
     self_attention: bool = True
     blur: bool = True
     spectral: bool = True
@@ -96,7 +96,7 @@ class ColorizerNet(nn.Module):
     ``unet`` maps ImageNet-normalised gray ``(B, 3, H, W)`` to ``(B, n_out, H, W)`` within ``y_range``.
     """
 
-    def __init__(self, unet: nn.Module, mode: str = "rgb"):
+    def __init__(self, unet: nn.Module, mode: str = "lab"):
         super().__init__()
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
@@ -147,7 +147,7 @@ def load_encoder_weights(unet: nn.Module, arch: str, state_dict: dict) -> None:
 
 def create_generator(
     arch: str = "resnet34",
-    mode: str = "rgb",
+    mode: str = "lab",
     pretrained: bool = False,
     weights: str | Path | None = None,
     img_size: int = 64,

@@ -229,7 +229,7 @@ def train_colorizer(
     *,
     valid: str | Path | None = None,
     arch: str = "resnet34",
-    mode: str = "rgb",
+    mode: str = "lab",
     pretrained: bool = True,
     from_model: str | Path | None = None,
     checkpoint_dir: str | Path | None = None,

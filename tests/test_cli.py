@@ -464,7 +464,7 @@ def test_info_prints_config_recipe_metrics_and_size(tiny_model, tmp_path, capsys
     (model / "metrics.json").write_text(json.dumps({"psnr": 21.5}))
     assert main(["info", str(model)]) == 0
     text = capsys.readouterr().out
-    for needle in ("resnet18", "rgb", "render size:  32", "parameters:", "float16", "MB", "photos/",
+    for needle in ("resnet18", "lab", "render size:  32", "parameters:", "float16", "MB", "photos/",
                    "32px x1", "from scratch", "valid_loss 1.25", "psnr: 21.5"):
         assert needle in text, needle
 
@@ -556,7 +556,7 @@ def test_train_fine_tunes_the_starter_by_default_then_runs_nogan(
     text = capsys.readouterr().out
     assert code == 0, text
     t = calls["train"]
-    assert t["from_model"] == tiny_model and t["arch"] == "resnet18" and t["mode"] == "rgb"
+    assert t["from_model"] == tiny_model and t["arch"] == "resnet18" and t["mode"] == "lab"
     assert [(s.size, s.epochs, s.bs) for s in t["stages"]] == [(32, 2, 4), (48, 1, 2)]
     assert t["resume"] is False and t["seed"] == 3 and t["valid"] is None
     assert len(t["data"]) == 5 and all(Path(f).parent == photo_dir for f in t["data"])  # --max-items sample
