@@ -209,6 +209,7 @@ def load_colorizer(path: str | Path | None = None, device: str | torch.device | 
     try:
         config = json.loads(cfg_file.read_text())
         gen = dict(config["generator"])
+        gen.setdefault("mode", "rgb")  # configs from before lab became the default always meant rgb
     except (ValueError, KeyError, TypeError) as e:
         raise ValueError(f"{cfg_file}: not a colorkit config ({e})") from None
     if config.get("format_version", 0) > FORMAT_VERSION:

@@ -146,3 +146,16 @@ def test_show_results_shows_input_target_prediction(learn):
     assert gray_in.ndim == 2 or np.allclose(gray_in[..., 0], gray_in[..., 1])  # the input is gray
     assert target.ndim == 3 and not np.allclose(target[..., 0], target[..., 1])  # the target has colour
     plt.close("all")
+
+
+def test_config_without_mode_loads_as_rgb(tmp_path):
+    from colorkit.models import create_generator
+
+    torch.manual_seed(0)
+    net = create_generator("resnet18", mode="rgb", img_size=32, self_attention=False, blur=False, spectral=False)
+    save_colorizer(net, tmp_path / "old")
+    cfg_file = tmp_path / "old" / "config.json"
+    cfg = json.loads(cfg_file.read_text())
+    del cfg["generator"]["mode"]  # written before lab became the default
+    cfg_file.write_text(json.dumps(cfg))
+    assert load_colorizer(tmp_path / "old").model.mode == "rgb"
