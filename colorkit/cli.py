@@ -317,17 +317,6 @@ def _torch_threads(n: int | None) -> Iterator[int]:
         torch.set_num_threads(old)
 
 
-def _write_text_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}{_TEMP_MARK}{os.getpid()}")
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 # ----------------------------------------------------------------------------------------------
 # colorize: planning
 
@@ -642,7 +631,7 @@ def _cmd_colorize(args: argparse.Namespace) -> int:
               f"{'' if args.recursive else ' (add --recursive to search sub-folders)'}")
         return EXIT_OK
 
-    from .io import IMAGE_EXTENSIONS
+    from .io import IMAGE_EXTENSIONS, write_text_atomic
 
     model = _load_model(Path(args.model), args.device)
     unsupported = [j for j in jobs if j.src.suffix.lower() not in IMAGE_EXTENSIONS]
@@ -674,7 +663,7 @@ def _cmd_colorize(args: argparse.Namespace) -> int:
     failures_file: Path | None = out / FAILURES_FILE
     try:
         if summary.failed:
-            _write_text_atomic(failures_file, "".join(f"{p}\t{r}\n" for p, r in summary.failed))
+            write_text_atomic(failures_file, "".join(f"{p}\t{r}\n" for p, r in summary.failed))
         elif summary.interrupted_by is None:
             failures_file.unlink(missing_ok=True)
             failures_file = None
@@ -730,11 +719,10 @@ def _resolve_start(args: argparse.Namespace) -> tuple[Path | None, str, str, str
 def _parse_lr(text: str | None) -> float | tuple[float, float] | None:
     if text is None:
         return None
+    from .train import parse_lr
+
     try:
-        if ":" in text:
-            lo, hi = text.split(":", 1)
-            return float(lo), float(hi)
-        return float(text)
+        return parse_lr(text)
     except ValueError:
         raise CLIError(f"--lr {text!r}: expected a number (1e-3) or LO:HI (1e-5:1e-3)") from None
 
@@ -852,7 +840,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
         print("colorkit: no --valid folder: skipped the held-out evaluation (metrics.json holds the GAN "
               f"phase's best checkpoint scores); run `colorkit evaluate PHOTOS --model {out}` for a report")
     elif args.valid is None:
-        _write_text_atomic(out / "metrics.json", json.dumps(_training_metrics(out), indent=2) + "\n")
+        from .io import write_json_atomic
+
+        write_json_atomic(out / "metrics.json", _training_metrics(out))
         print("colorkit: no --valid folder: skipped the held-out evaluation (metrics.json holds the training "
               "validation split's final values); run `colorkit evaluate PHOTOS --model "
               f"{out}` for a full report")

@@ -41,7 +41,6 @@ import json
 import math
 import os
 import random
-import secrets
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -56,7 +55,7 @@ from torch import Tensor, nn
 from . import __version__
 from . import metrics as _metrics
 from .color import lab_to_rgb_keep_lightness, rgb_to_lab, to_gray
-from .io import IMAGE_EXTENSIONS, ImageLoadError, as_pil, find_images, load_image, save_image
+from .io import IMAGE_EXTENSIONS, ImageLoadError, as_pil, find_images, load_image, save_image, write_text_atomic
 
 __all__ = [
     "BASELINES",
@@ -782,21 +781,6 @@ def _json_safe(x: Any) -> Any:
     return str(x)
 
 
-def _write_text_atomic(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{secrets.token_hex(4)}")
-    try:
-        with open(tmp, "x", encoding="utf-8", newline="") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
-
-
 def _csv_value(v: Any) -> Any:
     if isinstance(v, float):
         if math.isinf(v):
@@ -866,13 +850,13 @@ def write_report(result: EvalResult, out_dir: str | os.PathLike) -> dict[str, Pa
     out.mkdir(parents=True, exist_ok=True)
     paths: dict[str, Path] = {}
     text = json.dumps(result.to_dict(), indent=2, allow_nan=False) + "\n"
-    paths["json"] = _write_text_atomic(out / "metrics.json", text)
+    paths["json"] = write_text_atomic(out / "metrics.json", text)
     buf = _stdio.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(["file", "method", *METRIC_KEYS])
     for row in result.per_image:
         writer.writerow([row["file"], row["method"], *[_csv_value(row[k]) for k in METRIC_KEYS]])
-    paths["csv"] = _write_text_atomic(out / "metrics.csv", buf.getvalue())
+    paths["csv"] = write_text_atomic(out / "metrics.csv", buf.getvalue())
     grid = _grid(result)
     if grid is not None:
         paths["grid"] = save_image(grid, out / "grid.png")

@@ -47,8 +47,8 @@ from torch import Tensor, nn
 
 from .color import imagenet_normalize, to_gray
 from .data import CenterCropResize, OpenPhoto, open_photo
-from .io import ImageLoadError, find_images, save_image
-from .learner import _generator, _write_json, colorize_learner, load_colorizer, save_colorizer
+from .io import ImageLoadError, find_images, save_image, write_json_atomic
+from .learner import _generator, colorize_learner, load_colorizer, save_colorizer
 from .metrics import colorfulness, psnr
 from .models import ARCHS, ColorizerNet, WeightsUnavailableError, arch_name, encoder_state_dict
 from .train import set_seed
@@ -387,8 +387,8 @@ def render_generated(
             save_image(_to_pil(o), cache / name)
             manifest["files"][name] = str(src)
         rendered += len(chunk)
-        _write_json(mpath, manifest)
-    _write_json(mpath, manifest)
+        write_json_atomic(mpath, manifest)
+    write_json_atomic(mpath, manifest)
     if skipped:
         names = ", ".join(p.name for p, _ in skipped[:5])
         names += f" and {len(skipped) - 5} more" if len(skipped) > 5 else ""
@@ -783,7 +783,7 @@ class GANCheckpoint(Callback):
                                metrics={**metrics, "gan_iter": self.iteration})
         if self.checkpoint_dir is not None:
             self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
-            _write_json(self.checkpoint_dir / "gan_history.json",
+            write_json_atomic(self.checkpoint_dir / "gan_history.json",
                         {"history": self.history, "best_iter": self.best["iter"]})
         if reason is not None:
             self.divergence, self.diverged_at = reason, self.iteration

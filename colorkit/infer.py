@@ -131,8 +131,7 @@ def merge_chroma(img: Image.Image, ab: Tensor) -> Image.Image:
 def colorize_image(model: nn.Module, img: Any, render_size: int = DEFAULT_RENDER_SIZE) -> Image.Image:
     """Colorize one photo (path, PIL image, numpy array or tensor) -> RGB PIL image of the same size."""
     pil = as_pil(img)
-    shape = render_shape(*pil.size, render_size=render_size)
-    ab = predict_chroma(model, _prepare(pil, shape).unsqueeze(0))[0]
+    ab = predict_chroma(model, prepare_image(pil, render_size).unsqueeze(0))[0]
     return merge_chroma(pil, ab)
 
 

@@ -20,13 +20,14 @@ never does.
 from __future__ import annotations
 
 import glob
+import json
 import os
 import secrets
 import struct
 import sys
 import warnings
 import zlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,9 @@ __all__ = [
     "load_image",
     "as_pil",
     "save_image",
+    "atomic_write",
+    "write_text_atomic",
+    "write_json_atomic",
     "find_images",
 ]
 
@@ -433,18 +437,42 @@ def save_image(
                 f"{path}: EXIF block of {len(meta.exif)} bytes is too large for JPEG; saved without it",
                 stacklevel=2,
             )
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "xb") as fh:
+            img.save(fh, format=fmt, **kwargs)
+
+    return atomic_write(path, write)
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
+    """Make ``path`` all at once: ``write(tmp)`` fills a hidden temp file ``.{name}.tmp-<random>`` in the
+    same folder, which is synced and moved over ``path`` with ``os.replace``. A crash never leaves a
+    partial file under the final name, and the temp file is removed on error. Creates parent folders.
+    Every file colorkit writes (images, models, configs, reports) goes through here.
+    """
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}{_TEMP_MARK}{secrets.token_hex(4)}")
     try:
-        with open(tmp, "xb") as fh:
-            img.save(fh, format=fmt, **kwargs)
-            fh.flush()
+        write(tmp)
+        with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     return path
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` (UTF-8, newlines as given) to ``path`` with :func:`atomic_write`."""
+    return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8", newline=""))
+
+
+def write_json_atomic(path: str | os.PathLike, data: Any) -> Path:
+    """Write ``data`` as indented JSON (non-JSON values as ``str``) with :func:`atomic_write`."""
+    return write_text_atomic(path, json.dumps(data, indent=2, default=str) + "\n")
 
 
 # ----------------------------------------------------------------------------------------------

@@ -7,8 +7,6 @@ rebuild and how it was trained), plus ``metrics.json`` when known. Loading it ne
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +23,7 @@ from torch import nn
 
 from . import __version__
 from .infer import DEFAULT_RENDER_SIZE, colorize_image, colorize_images
+from .io import atomic_write, write_json_atomic
 from .loss import vgg16_feature_loss
 from .metrics import colorize_metrics
 from .models import (
@@ -114,24 +113,6 @@ def colorize(self: Learner, img: Any, render_size: int | None = None, bs: int = 
     return colorize_image(model, img, render_size=rs)
 
 
-def _atomic_write(path: Path, write: Any) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _write_json(path: Path, data: Any) -> None:
-    def write(tmp: str) -> None:
-        Path(tmp).write_text(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
-
-    _atomic_write(path, write)
-
-
 def save_colorizer(
     obj: Any,
     path: str | Path,
@@ -152,7 +133,7 @@ def save_colorizer(
     path.mkdir(parents=True, exist_ok=True)
     sd = {k: (v.half() if half and v.is_floating_point() else v).detach().cpu().contiguous()
           for k, v in model.state_dict().items()}
-    _atomic_write(path / WEIGHTS_FILE, lambda tmp: save_file(sd, tmp, metadata={"format": "colorkit"}))
+    atomic_write(path / WEIGHTS_FILE, lambda tmp: save_file(sd, tmp, metadata={"format": "colorkit"}))
     prev = getattr(obj, "config", {}) if isinstance(obj, Colorizer) else {}
     config = {
         "format_version": FORMAT_VERSION,
@@ -163,9 +144,9 @@ def save_colorizer(
         "n_params": sum(p.numel() for p in model.parameters()),
         "training": training if training is not None else prev.get("training", {}),
     }
-    _write_json(path / CONFIG_FILE, config)
+    write_json_atomic(path / CONFIG_FILE, config)
     if metrics is not None:
-        _write_json(path / METRICS_FILE, metrics)
+        write_json_atomic(path / METRICS_FILE, metrics)
     return path
 
 

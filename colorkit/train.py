@@ -23,9 +23,9 @@ from fastai.learner import Learner
 from safetensors.torch import load_file, save_file
 
 from .data import colorize_dls
-from .learner import _atomic_write, _write_json
+from .io import atomic_write, write_json_atomic
 
-__all__ = ["DEFAULT_STAGES", "Stage", "fit_progressive", "parse_stages", "set_seed"]
+__all__ = ["DEFAULT_STAGES", "Stage", "fit_progressive", "parse_lr", "parse_stages", "set_seed"]
 
 
 @dataclass(frozen=True)
@@ -74,13 +74,15 @@ DEFAULT_STAGES: tuple[Stage, ...] = (
 )
 
 
-def _parse_stage_lr(text: str, part: str) -> float | tuple[float, float]:
+def parse_lr(text: str) -> float | tuple[float, float]:
+    """A learning rate from text: ``"1e-3"``, or ``"1e-5..1e-3"`` / ``"1e-5:1e-3"`` (lo, hi) for discriminative
+    rates across the parameter groups. Every value must be in (0, 1); anything else is a ValueError."""
     try:
-        bits = [float(b) for b in text.split("..")]
+        bits = [float(b) for b in text.replace("..", ":").split(":")]
     except ValueError:
         bits = []
     if len(bits) not in (1, 2) or any(not (0 < b < 1) for b in bits):
-        raise ValueError(f"bad learning rate {text!r} in stage {part!r}: expected LR or LO..HI, e.g. 1e-3, 1e-5..1e-3")
+        raise ValueError(f"bad learning rate {text!r}: expected LR or LO..HI (or LO:HI), e.g. 1e-3, 1e-5..1e-3")
     return bits[0] if len(bits) == 1 else (bits[0], bits[1])
 
 
@@ -95,7 +97,11 @@ def parse_stages(text: str, lr: float | tuple[float, float] = (1e-5, 1e-3), bs: 
             raise ValueError(f"bad stage {part!r} in {text!r}: expected SIZE:EPOCHS[:BS][@LR]")
         size, epochs = int(bits[0]), int(bits[1])
         b = int(bits[2]) if len(bits) == 3 else (bs or max(4, min(32, (64 * 32 // size) * 32 // 32)))
-        stages.append(Stage(size, epochs, lr=_parse_stage_lr(lr_text, part) if at else lr, bs=b))
+        try:
+            stage_lr = parse_lr(lr_text) if at else lr
+        except ValueError as e:
+            raise ValueError(f"{e} in stage {part!r}") from None
+        stages.append(Stage(size, epochs, lr=stage_lr, bs=b))
     if not stages:
         raise ValueError(f"no stages in {text!r}")
     return stages
@@ -128,7 +134,7 @@ def _load_progress(ckpt_dir: Path, stages: Sequence[Stage]) -> dict[str, Any]:
 def _save_checkpoint(learn: Learner, ckpt_dir: Path, i: int) -> Path:
     f = ckpt_dir / f"stage_{i}.safetensors"
     sd = {k: v.detach().cpu().contiguous() for k, v in learn.model.state_dict().items()}
-    _atomic_write(f, lambda tmp: save_file(sd, tmp))
+    atomic_write(f, lambda tmp: save_file(sd, tmp))
     return f
 
 
@@ -205,7 +211,7 @@ def fit_progressive(
         prog["finished"].append(i)
         if ckpt is not None:
             _save_checkpoint(learn, ckpt, i)
-            _write_json(_progress_path(ckpt), prog)
+            write_json_atomic(_progress_path(ckpt), prog)
     return prog["history"]
 
 

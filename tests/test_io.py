@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import warnings
@@ -18,10 +19,12 @@ from colorkit.io import (
     ImageLoadError,
     ImageMeta,
     as_pil,
+    atomic_write,
     find_images,
     load_image,
     read_image,
     save_image,
+    write_json_atomic,
 )
 
 RED = (255, 0, 0)
@@ -607,3 +610,17 @@ def test_real_photos(shared_data: Path) -> None:
     for f in files[:5]:
         img, meta = read_image(f)
         assert img.mode == "RGB" and img.size == meta.size and meta.format == "JPEG"
+
+
+def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
+    target = write_json_atomic(tmp_path / "sub" / "config.json", {"a": 1, "path": tmp_path})
+    assert json.loads(target.read_text()) == {"a": 1, "path": str(tmp_path)}
+
+    def broken(tmp):
+        tmp.write_text('{"a": ')  # half a file, then the disk fills up
+        raise OSError("No space left on device")
+
+    with pytest.raises(OSError, match="No space"):
+        atomic_write(target, broken)
+    assert json.loads(target.read_text())["a"] == 1  # untouched
+    assert sorted(p.name for p in target.parent.iterdir()) == ["config.json"]  # no temp file left

@@ -6,7 +6,7 @@ from torch import nn
 
 from colorkit import DEFAULT_STAGES, Stage, colorize_dls, colorize_learner, fit_progressive
 from colorkit.loss import FeatureLoss
-from colorkit.train import parse_stages
+from colorkit.train import parse_lr, parse_stages
 
 
 def tiny_loss() -> FeatureLoss:
@@ -108,3 +108,11 @@ def test_resume_loads_last_checkpoint_weights(learn, photo_dir, tmp_path):
     fit_progressive(learn, photo_dir, [Stage(32, 1, bs=4)], checkpoint_dir=ckpt)  # all finished: only reload
     for k, v in learn.model.state_dict().items():
         torch.testing.assert_close(v, trained[k])
+
+
+def test_parse_lr_takes_both_range_spellings():
+    assert parse_lr("1e-3") == 1e-3
+    assert parse_lr("1e-5..1e-3") == parse_lr("1e-5:1e-3") == (1e-5, 1e-3)
+    for bad in ("", "fast", "0", "1e-3..", "1e-5:1e-4:1e-3"):
+        with pytest.raises(ValueError, match="learning rate"):
+            parse_lr(bad)
