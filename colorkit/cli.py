@@ -752,12 +752,15 @@ def _training_metrics(model_dir: Path) -> dict[str, Any]:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    data, out = Path(args.data), Path(args.output)
-    if not data.exists():
-        raise CLIError(f"no such folder: {data}")
-    if data.is_dir() and _is_within(out.resolve(), data.resolve()):
-        raise CLIError(f"-o {out} is inside the training folder {data}: the model's report images would be "
-                       "read as training photos next time; choose a folder outside it")
+    datas, out = [Path(d) for d in args.data], Path(args.output)
+    for data in datas:
+        if not data.exists():
+            raise CLIError(f"no such folder: {data}")
+        if data.is_dir() and _is_within(out.resolve(), data.resolve()):
+            raise CLIError(f"-o {out} is inside the training folder {data}: the model's report images would be "
+                           "read as training photos next time; choose a folder outside it")
+    if args.class_weight < 0 or not 0 <= args.rebalance <= 1 or args.temperature <= 0:
+        raise CLIError("--class-weight must be >= 0, --rebalance in [0, 1] and --temperature > 0")
     if args.valid is not None and not Path(args.valid).is_dir():
         raise CLIError(f"--valid {args.valid}: no such folder")
     if args.render_size < 32:
@@ -779,16 +782,17 @@ def _cmd_train(args: argparse.Namespace) -> int:
     except ValueError as e:
         raise CLIError(f"--stages: {e}") from None
 
-    source: Any = args.data
+    source: Any = args.data[0] if len(args.data) == 1 else list(args.data)
     if args.max_items:
         import random
 
         from .io import find_images
 
-        files = find_images(args.data, recursive=True)
+        files = find_images(source, recursive=True)
         if len(files) > args.max_items:
             source = sorted(random.Random(args.seed).sample(files, args.max_items))
-            print(f"colorkit: using {args.max_items} of the {len(files)} images in {data} (--max-items)")
+            print(f"colorkit: using {args.max_items} of the {len(files)} images in {' '.join(args.data)} "
+                  "(--max-items)")
 
     print(f"colorkit: {plan}")
     print("colorkit: stages: " + ", ".join(f"{s.size}px x{s.epochs} (bs {s.bs})" for s in stages))
@@ -800,6 +804,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
             learn = train_colorizer(
                 source, out, stages, valid=args.valid, arch=arch, mode=mode, pretrained=args.pretrained,
                 from_model=start, resume=args.resume, seed=args.seed, render_size=args.render_size,
+                loss=args.loss, class_weight=args.class_weight, rebalance=args.rebalance,
+                temperature=args.temperature, precision=args.precision, in_memory=args.in_memory,
+                track=args.track,
             )
             if gan_fn is not None:
                 size, bs = args.gan_size or stages[-1].size, stages[-1].bs
@@ -1244,8 +1251,25 @@ def build_parser() -> argparse.ArgumentParser:
             "  colorkit train photos/ -o m/ --from none --arch resnet18 --stages 64:4,128:2,220:1 --seed 1\n"
         ),
     )
-    p.add_argument("data", metavar="DATA", help="folder of colour photos (searched recursively)")
+    p.add_argument("data", nargs="+", metavar="DATA", help="folder(s) of colour photos (searched recursively)")
     p.add_argument("-o", "--output", required=True, metavar="MODEL", help="folder to save the model to")
+    p.add_argument("--loss", choices=("feature", "l1"), default="feature",
+                   help="generator loss: VGG16 feature loss, or L1 on the Lab chroma")
+    p.add_argument("--class-weight", type=float, default=0.0, metavar="W",
+                   help="W > 0: predict a distribution over ab colour bins and add W x its cross-entropy "
+                        "(more saturated colour; see docs/starter-model.md)")
+    p.add_argument("--rebalance", type=float, default=0.0, metavar="LAMBDA",
+                   help="class rebalancing of the colour-class term, 0 (off) .. 1")
+    p.add_argument("--temperature", type=float, default=0.38, metavar="T",
+                   help="annealed-mean temperature saved with a colour-class model (lower: more colour)")
+    p.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto",
+                   help="bf16 autocast + channels_last where the hardware has it (auto), or forced")
+    p.add_argument("--in-memory", action="store_true",
+                   help="decode every photo once and keep it in memory (much faster at small sizes; "
+                        "augmentation is crops and flips only)")
+    p.add_argument("--track", default=None, metavar="DIR",
+                   help="after every epoch, log which-colour-where scores (sky, vegetation, skin hue) on the "
+                        "photos in DIR to MODEL/checkpoints/track.jsonl")
     p.add_argument("--valid", metavar="DIR", default=None,
                    help="held-out folder of colour photos for validation and the final evaluation "
                         "(default: a seeded 10%% of DATA for validation, no final evaluation)")

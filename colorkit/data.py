@@ -57,6 +57,8 @@ __all__ = [
     "get_photo_files",
     "colorize_block",
     "colorize_dls",
+    "PhotoSplit",
+    "select_photos",
 ]
 
 _JPEG_EXTS = {".jpg", ".jpeg"}
@@ -563,41 +565,47 @@ def _find(source: Any, what: str) -> list[Path]:
     return files
 
 
-def colorize_dls(
+
+@dataclass
+class PhotoSplit:
+    """The photos :func:`colorize_dls` trains and validates on, and why the others were left out."""
+
+    train: list[Path]
+    valid: list[Path]
+    skipped: list[tuple[Path, str]]
+    dropped_gray: list[Path]
+    source: Any
+    valid_folder: Any
+    seed: int
+    scan_seconds: float
+
+    def batch_size(self, bs: int) -> int:
+        """``bs``, or the number of training photos (with a warning) when there are fewer."""
+        if bs > len(self.train):
+            warnings.warn(f"colorkit: bs={bs} is more than the {len(self.train)} training photos; "
+                          f"using bs={len(self.train)}", UserWarning, stacklevel=3)
+            return len(self.train)
+        return bs
+
+    def info(self, size: int) -> dict[str, Any]:
+        """The ``dls.colorize_info`` dictionary."""
+        return {"n_train": len(self.train), "n_valid": len(self.valid), "skipped": list(self.skipped),
+                "dropped_gray": self.dropped_gray, "size": int(size), "source": self.source,
+                "valid_folder": self.valid_folder, "seed": self.seed, "scan_seconds": self.scan_seconds}
+
+
+def select_photos(
     source: str | os.PathLike | Sequence[str | os.PathLike],
-    size: int = 64,
-    bs: int = 16,
     valid_pct: float = 0.1,
     valid_folder: str | os.PathLike | None = None,
     seed: int = 42,
     min_chroma: float | None = None,
-    augment: bool = True,
-    degrade: bool | OldPhotoDegrade = False,
-    num_workers: int | None = None,
-    device: Any = None,
     max_items: int | None = None,
-    **kwargs: Any,
-) -> DataLoaders:
-    """``DataLoaders`` of (gray input, colour target) batches ``(B, 3, size, size)`` in [0, 1].
-
-    ``source``: a folder (searched recursively) or a list of files/folders of colour photos.
-    Validation is ``valid_folder`` when given (``valid_pct`` is then ignored), else a ``valid_pct``
-    share of the files chosen with ``seed``: the same files for the same seed and file list,
-    whatever ``size``. ``max_items`` keeps a seeded sample of that many files (of the source, and
-    of ``valid_folder``) for quick runs. Unreadable files are skipped with one warning; the scan is
-    cached, so rebuilding at another size is cheap. ``min_chroma`` drops near-gray photos (mean
-    chroma of a thumbnail below it, see :func:`photo_chroma`) from the training split only.
-    ``degrade`` adds :class:`OldPhotoDegrade` to the training inputs. Other keywords go to
-    ``DataBlock.dataloaders`` (e.g. ``shuffle``, ``pin_memory``).
-
-    The result has ``dls.colorize_info``: ``n_train``, ``n_valid``, ``skipped`` (list of
-    ``(path, reason)``), ``dropped_gray`` (paths), ``size``, ``source``, ``valid_folder``,
-    ``seed``, ``scan_seconds``.
-    """
+    stacklevel: int = 2,
+) -> PhotoSplit:
+    """Find, scan, sample and split the photos for :func:`colorize_dls` (see there for the arguments)."""
     if not 0 <= valid_pct < 1:
         raise ValueError(f"valid_pct must be in [0, 1), got {valid_pct}")
-    if bs < 1:
-        raise ValueError(f"bs must be >= 1, got {bs}")
     files = _sample(_find(source, "source"), max_items, seed)
     valid_src = _sample(_find(valid_folder, "valid_folder"), max_items, seed) if valid_folder is not None else []
     # scan first, split after: unreadable files must not empty the validation split
@@ -624,21 +632,63 @@ def colorize_dls(
                 f"colorkit: dropped {len(dropped)} near-gray photo(s) (mean chroma < {min_chroma}) from the "
                 f"training split: {_name_list(dropped)}",
                 UserWarning,
-                stacklevel=2,
+                stacklevel=stacklevel,
             )
     if not train_files:
         raise ValueError(
             f"no usable training photos in {source}: {len(scan.skipped)} unreadable, "
             f"{len(dropped)} near-gray dropped, {len(valid_files)} in validation"
         )
-    if bs > len(train_files):
-        warnings.warn(
-            f"colorkit: bs={bs} is more than the {len(train_files)} training photos; "
-            f"using bs={len(train_files)}",
-            UserWarning,
-            stacklevel=2,
-        )
-        bs = len(train_files)
+    return PhotoSplit(train_files, valid_files, list(scan.skipped), dropped, source, valid_folder, seed,
+                      scan.seconds)
+
+
+def colorize_dls(
+    source: str | os.PathLike | Sequence[str | os.PathLike],
+    size: int = 64,
+    bs: int = 16,
+    valid_pct: float = 0.1,
+    valid_folder: str | os.PathLike | None = None,
+    seed: int = 42,
+    min_chroma: float | None = None,
+    augment: bool = True,
+    degrade: bool | OldPhotoDegrade = False,
+    num_workers: int | None = None,
+    device: Any = None,
+    max_items: int | None = None,
+    in_memory: bool = False,
+    **kwargs: Any,
+) -> DataLoaders:
+    """``DataLoaders`` of (gray input, colour target) batches ``(B, 3, size, size)`` in [0, 1].
+
+    ``source``: a folder (searched recursively) or a list of files/folders of colour photos.
+    Validation is ``valid_folder`` when given (``valid_pct`` is then ignored), else a ``valid_pct``
+    share of the files chosen with ``seed``: the same files for the same seed and file list,
+    whatever ``size``. ``max_items`` keeps a seeded sample of that many files (of the source, and
+    of ``valid_folder``) for quick runs. Unreadable files are skipped with one warning; the scan is
+    cached, so rebuilding at another size is cheap. ``min_chroma`` drops near-gray photos (mean
+    chroma of a thumbnail below it, see :func:`photo_chroma`) from the training split only.
+    ``degrade`` adds :class:`OldPhotoDegrade` to the training inputs. Other keywords go to
+    ``DataBlock.dataloaders`` (e.g. ``shuffle``, ``pin_memory``). ``in_memory=True`` decodes every photo
+    once into memory and augments with crops and flips only (:func:`colorkit.memory.memory_dls`): several
+    times faster at small sizes, where decoding dominates.
+
+    The result has ``dls.colorize_info``: ``n_train``, ``n_valid``, ``skipped`` (list of
+    ``(path, reason)``), ``dropped_gray`` (paths), ``size``, ``source``, ``valid_folder``,
+    ``seed``, ``scan_seconds``.
+    """
+    if in_memory:
+        from .memory import memory_dls
+
+        if degrade is not False:
+            raise ValueError("in_memory=True does not support degrade (use the DataBlock pipeline for old-photo inputs)")
+        return memory_dls(source, size=size, bs=bs, valid_pct=valid_pct, valid_folder=valid_folder, seed=seed,
+                          min_chroma=min_chroma, augment=augment, device=device, max_items=max_items, **kwargs)
+    if bs < 1:
+        raise ValueError(f"bs must be >= 1, got {bs}")
+    split = select_photos(source, valid_pct, valid_folder, seed, min_chroma, max_items, stacklevel=3)
+    train_files, valid_files = split.train, split.valid
+    bs = split.batch_size(bs)
 
     block = colorize_block(
         size=size,
@@ -654,15 +704,5 @@ def colorize_dls(
         device=device,
         **kwargs,
     )
-    dls.colorize_info = {
-        "n_train": len(train_files),
-        "n_valid": len(valid_files),
-        "skipped": list(scan.skipped),
-        "dropped_gray": dropped,
-        "size": int(size),
-        "source": source,
-        "valid_folder": valid_folder,
-        "seed": seed,
-        "scan_seconds": scan.seconds,
-    }
+    dls.colorize_info = split.info(size)
     return dls

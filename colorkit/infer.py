@@ -95,9 +95,10 @@ def _interp_weights(n_out: int, n_in: int) -> tuple[np.ndarray, np.ndarray, np.n
     return i0, i1, (pos - i0).astype(np.float32)
 
 
-def merge_chroma(img: Image.Image, ab: Tensor) -> Image.Image:
+def merge_chroma(img: Image.Image, ab: Tensor, strength: float = 1.0) -> Image.Image:
     """Combine low-resolution chroma ``ab`` (2, h, w) with ``img``'s full-resolution lightness.
 
+    ``strength`` scales the chroma (colour strength: 0 gray, 1 as predicted, 2 twice as saturated).
     The chroma is upsampled bilinearly; out-of-gamut colours lose chroma rather than lightness
     (:func:`colorkit.color.set_chroma_uint8`). Works in horizontal strips of about ``_STRIP_PIXELS``
     pixels: the extra memory is two copies of the pixels (input planes, output) plus a few strips.
@@ -105,13 +106,16 @@ def merge_chroma(img: Image.Image, ab: Tensor) -> Image.Image:
     """
     if ab.ndim != 3 or ab.shape[0] != 2:
         raise ValueError(f"ab must have shape (2, h, w), got {tuple(ab.shape)}")
+    if not 0 <= strength <= 4:
+        raise ValueError(f"strength must be in [0, 4], got {strength}")
     if img.mode != "RGB":
         img = img.convert("RGB")
     w, h = img.size
     planes = [np.asarray(c) for c in img.split()]  # 3 x (h, w) uint8
     out = np.empty((3, h, w), np.uint8)
     # offsets of f_x and f_z from f_y at low resolution, widened to full width once: (2, h_small, w)
-    small = ab.detach().float().cpu().numpy() * np.array([1 / 500, -1 / 200], np.float32)[:, None, None]
+    gain = np.float32(strength) * np.array([1 / 500, -1 / 200], np.float32)[:, None, None]
+    small = ab.detach().float().cpu().numpy() * gain
     x0, x1, wx = _interp_weights(w, small.shape[-1])
     wide = small[..., x0] * (1 - wx)
     wide += small[..., x1] * wx
@@ -128,15 +132,19 @@ def merge_chroma(img: Image.Image, ab: Tensor) -> Image.Image:
     return Image.merge("RGB", channels)
 
 
-def colorize_image(model: nn.Module, img: Any, render_size: int = DEFAULT_RENDER_SIZE) -> Image.Image:
-    """Colorize one photo (path, PIL image, numpy array or tensor) -> RGB PIL image of the same size."""
+def colorize_image(model: nn.Module, img: Any, render_size: int = DEFAULT_RENDER_SIZE,
+                   strength: float = 1.0) -> Image.Image:
+    """Colorize one photo (path, PIL image, numpy array or tensor) -> RGB PIL image of the same size.
+
+    ``strength`` scales the predicted chroma (see :func:`merge_chroma`)."""
     pil = as_pil(img)
     ab = predict_chroma(model, prepare_image(pil, render_size).unsqueeze(0))[0]
-    return merge_chroma(pil, ab)
+    return merge_chroma(pil, ab, strength)
 
 
 def colorize_images(
-    model: nn.Module, imgs: Sequence[Any], render_size: int = DEFAULT_RENDER_SIZE, bs: int = 4
+    model: nn.Module, imgs: Sequence[Any], render_size: int = DEFAULT_RENDER_SIZE, bs: int = 4,
+    strength: float = 1.0,
 ) -> list[Image.Image]:
     """Colorize several photos, batching those that share a render shape. Returns images in input order."""
     pils = [as_pil(i) for i in imgs]
@@ -148,5 +156,5 @@ def colorize_images(
             chunk = idx[k : k + bs]
             abs_ = predict_chroma(model, torch.stack([_prepare(pils[i], shape) for i in chunk]))
             for i, ab in zip(chunk, abs_, strict=True):
-                results[i] = merge_chroma(pils[i], ab)
+                results[i] = merge_chroma(pils[i], ab, strength)
     return [r for r in results if r is not None]

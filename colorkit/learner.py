@@ -24,7 +24,9 @@ from torch import nn
 from . import __version__
 from .infer import DEFAULT_RENDER_SIZE, colorize_image, colorize_images
 from .io import atomic_write, write_json_atomic
-from .loss import vgg16_feature_loss
+from .colorclass import ColorClassLoss
+from .loss import make_loss
+from .precision import BF16Training, resolve_precision
 from .metrics import colorize_metrics
 from .models import (
     ARCHS,
@@ -58,35 +60,55 @@ def colorize_learner(
     blur: bool = True,
     spectral: bool = True,
     wd: float = 1e-3,
+    loss: str = "feature",
+    class_weight: float = 0.0,
+    rebalance: float = 0.0,
+    temperature: float = 0.38,
+    precision: str = "fp32",
     **kwargs: Any,
 ) -> Learner:
     """A fastai ``Learner`` for a ResNet U-Net colorizer, built with ``unet_learner``.
 
     ``dls`` yields (gray, colour) batches ``(B, 3, H, W)`` in [0, 1] (see :func:`colorkit.colorize_dls`).
     ``pretrained`` loads ImageNet encoder weights (torchvision cache under ``TORCH_HOME``; ``weights``
-    gives a local file instead) and freezes the encoder. ``loss_func`` defaults to the VGG16-bn feature
-    loss, whose VGG is pretrained when ``loss_pretrained`` (default: ``pretrained``) is true.
+    gives a local file instead) and freezes the encoder. ``loss`` names the generator loss
+    (``"feature"``: VGG16-bn feature loss, pretrained when ``loss_pretrained`` (default: ``pretrained``)
+    is true; ``"l1"``: L1 on Lab chroma); ``loss_func`` overrides it. ``class_weight > 0`` gives the
+    network a colour-class head (a distribution over ab bins, decoded with the annealed mean at
+    ``temperature``) and adds ``class_weight`` times its cross-entropy to the loss, class-rebalanced by
+    ``rebalance`` (0..1) (see :mod:`colorkit.colorclass`). ``precision`` is ``"fp32"``, ``"bf16"``
+    (autocast + channels_last) or ``"auto"`` (bf16 where the hardware has it, see :mod:`colorkit.precision`).
     Parameter groups: encoder stem+layer1-2, encoder layer3-4, decoder, so ``slice(lo, hi)`` works.
     """
     size = int(dls.one_batch()[0].shape[-1])
-    cfg = GeneratorConfig(arch, mode, self_attention, blur, spectral, img_size=size)
+    head = "classes" if class_weight > 0 else "regress"
+    cfg = GeneratorConfig(arch, mode, self_attention, blur, spectral, img_size=size, chroma_head=head,
+                          temperature=temperature)
     enc_sd = encoder_state_dict(cfg.arch, pretrained, weights)  # fails early and clearly when offline
+    loss_name = "custom" if loss_func is not None else loss
     if loss_func is None:
-        lp = pretrained if loss_pretrained is None else loss_pretrained
-        loss_func = vgg16_feature_loss(pretrained=lp)
+        loss_func = make_loss(loss, pretrained=pretrained if loss_pretrained is None else loss_pretrained)
     if metrics is None:
         metrics = colorize_metrics()
+    prec = resolve_precision(precision, getattr(dls, "device", None))
+    cbs = list(kwargs.pop("cbs", None) or [])
+    if prec == "bf16":
+        cbs.append(BF16Training())
+    if head == "classes":
+        cbs.append(ColorClassLoss(class_weight, rebalance))
     ctor, _ = ARCHS[cfg.arch]
     learn = unet_learner(
         dls, ctor, normalize=False, n_out=cfg.n_out, pretrained=False, loss_func=loss_func,
-        splitter=generator_split, metrics=metrics, wd=wd, **cfg.unet_kwargs(), **kwargs,
+        splitter=generator_split, metrics=metrics, wd=wd, cbs=cbs, **cfg.unet_kwargs(), **kwargs,
     )
     if enc_sd is not None:
         load_encoder_weights(learn.model, cfg.arch, enc_sd)
-    learn.model = ColorizerNet(learn.model, cfg.mode)
+    learn.model = ColorizerNet(learn.model, cfg.mode, cfg.chroma_head, cfg.bin_step, cfg.temperature)
     learn.model.config = cfg
     learn.colorizer_config = cfg
     learn.pretrained = enc_sd is not None
+    learn.precision = prec
+    learn.loss_name = loss_name
     if learn.pretrained:
         learn.freeze()
     return learn
@@ -104,13 +126,15 @@ def _generator(obj: Any) -> ColorizerNet:
 
 
 @patch
-def colorize(self: Learner, img: Any, render_size: int | None = None, bs: int = 4) -> Any:
-    """Colorize a photo (path, PIL image, array or tensor) or a list of them -> PIL image(s), full size."""
+def colorize(self: Learner, img: Any, render_size: int | None = None, bs: int = 4, strength: float = 1.0) -> Any:
+    """Colorize a photo (path, PIL image, array or tensor) or a list of them -> PIL image(s), full size.
+
+    ``strength`` scales the predicted colour (0 gray, 1 as predicted, up to 2 for more saturated)."""
     rs = render_size or getattr(self, "render_size", DEFAULT_RENDER_SIZE)
     model = _generator(self)
     if isinstance(img, (list, tuple)):
-        return colorize_images(model, img, render_size=rs, bs=bs)
-    return colorize_image(model, img, render_size=rs)
+        return colorize_images(model, img, render_size=rs, bs=bs, strength=strength)
+    return colorize_image(model, img, render_size=rs, strength=strength)
 
 
 def save_colorizer(
@@ -157,12 +181,15 @@ class Colorizer:
         self.model, self.config, self.metrics, self.path = model.eval(), config, metrics or {}, path
         self.render_size = int(config.get("render_size", DEFAULT_RENDER_SIZE))
 
-    def colorize(self, img: Any, render_size: int | None = None, bs: int = 4) -> Image.Image | list[Image.Image]:
-        """Colorize a photo or a list of photos (paths, PIL images, arrays or tensors)."""
+    def colorize(self, img: Any, render_size: int | None = None, bs: int = 4,
+                 strength: float = 1.0) -> Image.Image | list[Image.Image]:
+        """Colorize a photo or a list of photos (paths, PIL images, arrays or tensors).
+
+        ``strength`` scales the predicted colour (0 gray, 1 as predicted, up to 2 for more saturated)."""
         rs = render_size or self.render_size
         if isinstance(img, (list, tuple)):
-            return colorize_images(self.model, img, render_size=rs, bs=bs)
-        return colorize_image(self.model, img, render_size=rs)
+            return colorize_images(self.model, img, render_size=rs, bs=bs, strength=strength)
+        return colorize_image(self.model, img, render_size=rs, strength=strength)
 
     def to(self, device: str | torch.device) -> Colorizer:
         self.model.to(device)

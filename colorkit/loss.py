@@ -18,9 +18,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ._weights import WeightsUnavailableError, resolve_weights
-from .color import imagenet_normalize
+from .color import AB_SCALE, imagenet_normalize, rgb_to_lab
 
-__all__ = ["FeatureLoss", "vgg16_feature_loss", "vgg16_bn_features", "gram_matrix"]
+__all__ = ["LOSSES", "ChromaL1Loss", "FeatureLoss", "gram_matrix", "make_loss", "vgg16_bn_features",
+           "vgg16_feature_loss"]
+
+LOSSES = ("feature", "l1")
 
 
 def gram_matrix(f: Tensor) -> Tensor:
@@ -273,3 +276,24 @@ def vgg16_feature_loss(
     loss = FeatureLoss(extractor, ids, layer_weights, pixel_weight=pixel_weight, gram_weight=gram_weight)
     loss._spec = {"factory": "vgg16_bn", "pretrained": bool(pretrained), "weights": weights}
     return loss
+
+
+class ChromaL1Loss(nn.Module):
+    """Mean absolute error of the Lab chroma ``ab`` (divided by ``AB_SCALE``) of RGB ``(B, 3, H, W)`` batches.
+
+    In lab mode the lightness is the input's by construction, so this is the whole error a colorizer can make.
+    """
+
+    def forward(self, pred: Tensor, targ: Tensor) -> Tensor:
+        pred, targ = _plain(pred).float(), _plain(targ).float()
+        return F.l1_loss(rgb_to_lab(pred)[:, 1:], rgb_to_lab(targ.detach())[:, 1:]) / AB_SCALE
+
+
+def make_loss(name: str = "feature", pretrained: bool = True) -> nn.Module:
+    """The generator loss by name: ``"feature"`` (VGG16-BN feature loss, :func:`vgg16_feature_loss`, ImageNet
+    VGG when ``pretrained``) or ``"l1"`` (:class:`ChromaL1Loss`)."""
+    if name == "feature":
+        return vgg16_feature_loss(pretrained=pretrained)
+    if name == "l1":
+        return ChromaL1Loss()
+    raise ValueError(f"unknown loss {name!r}; choose one of {', '.join(LOSSES)}")

@@ -22,6 +22,7 @@ from torch import Tensor, nn
 
 from ._weights import WeightsUnavailableError, resolve_weights
 from .color import AB_SCALE, imagenet_normalize, lab_to_rgb, rgb_to_luminance, to_gray
+from .colorclass import ab_bins, annealed_mean
 
 __all__ = [
     "ARCHS",
@@ -43,6 +44,7 @@ ARCHS: dict[str, tuple[Callable[..., nn.Module], Any]] = {
     "resnet101": (tvm.resnet101, tvm.ResNet101_Weights.IMAGENET1K_V2),
 }
 MODES = ("rgb", "lab")
+CHROMA_HEADS = ("regress", "classes")
 
 
 def arch_name(arch: str | Callable[..., nn.Module]) -> str:
@@ -63,18 +65,31 @@ class GeneratorConfig:
     blur: bool = True
     spectral: bool = True
     img_size: int = 64
+    chroma_head: str = "regress"  # lab only: "regress" predicts ab, "classes" a distribution over ab bins
+    bin_step: float = 10.0  # ab bin spacing of the class head (Lab units)
+    temperature: float = 0.38  # annealed-mean temperature of the class head at inference
 
     def __post_init__(self) -> None:
         self.arch = arch_name(self.arch)
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
+        if self.chroma_head not in CHROMA_HEADS:
+            raise ValueError(f"chroma_head must be one of {CHROMA_HEADS}, got {self.chroma_head!r}")
+        if self.chroma_head == "classes" and self.mode != "lab":
+            raise ValueError("chroma_head='classes' needs mode='lab' (the classes are Lab chroma bins)")
+        if self.temperature <= 0 or self.bin_step <= 0:
+            raise ValueError(f"temperature and bin_step must be > 0, got {self.temperature}, {self.bin_step}")
 
     @property
     def n_out(self) -> int:
-        return 3 if self.mode == "rgb" else 2
+        if self.mode == "rgb":
+            return 3
+        return len(ab_bins(self.bin_step)) if self.chroma_head == "classes" else 2
 
     @property
-    def y_range(self) -> tuple[float, float]:
+    def y_range(self) -> tuple[float, float] | None:
+        if self.chroma_head == "classes":
+            return None  # logits
         return (-0.05, 1.05) if self.mode == "rgb" else (-1.0, 1.0)
 
     def unet_kwargs(self) -> dict[str, Any]:
@@ -94,24 +109,38 @@ class ColorizerNet(nn.Module):
     """Gray ``(B, 3, H, W)`` in [0, 1] -> colour ``(B, 3, H, W)`` in [0, 1] around a U-Net.
 
     ``unet`` maps ImageNet-normalised gray ``(B, 3, H, W)`` to ``(B, n_out, H, W)`` within ``y_range``.
+    With a class head (``chroma_head="classes"``) it returns logits ``(B, K, H, W)`` over the ab bins,
+    decoded by the annealed mean: temperature 1 while training (differentiable), ``temperature`` in eval
+    mode. With ``return_logits`` set (by :class:`colorkit.colorclass.ColorClassLoss`) the forward pass
+    returns ``(rgb, logits)``. Colour conversions always run in float32, also under autocast.
     """
 
-    def __init__(self, unet: nn.Module, mode: str = "lab"):
+    def __init__(self, unet: nn.Module, mode: str = "lab", chroma_head: str = "regress", bin_step: float = 10.0,
+                 temperature: float = 0.38):
         super().__init__()
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-        self.unet, self.mode = unet, mode
+        self.unet, self.mode, self.chroma_head = unet, mode, chroma_head
+        self.bin_step, self.temperature, self.return_logits = float(bin_step), float(temperature), False
+        centres = ab_bins(bin_step) if chroma_head == "classes" else None
+        self.register_buffer("bin_centres", centres, persistent=False)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor) -> Tensor | tuple[Tensor, Tensor]:
         if x.ndim != 4 or x.shape[1] not in (1, 3):
             raise ValueError(f"ColorizerNet expects (B, 3, H, W) or (B, 1, H, W), got {tuple(x.shape)}")
         x = x.float() if not x.is_floating_point() else x
         gray = x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else to_gray(x, channels=3)
         out = self.unet(imagenet_normalize(gray))
-        if self.mode == "rgb":
-            return out if self.training else out.clamp(0, 1)
-        L = rgb_to_luminance(gray)
-        return lab_to_rgb(torch.cat([L, out * AB_SCALE], dim=1), clip=not self.training)
+        with torch.autocast(device_type=out.device.type, enabled=False):
+            out = out.float()
+            if self.mode == "rgb":
+                return out if self.training else out.clamp(0, 1)
+            if self.bin_centres is not None:
+                ab = annealed_mean(out, self.bin_centres, 1.0 if self.training else self.temperature)
+            else:
+                ab = out * AB_SCALE
+            rgb = lab_to_rgb(torch.cat([rgb_to_luminance(gray.float()), ab], dim=1), clip=not self.training)
+        return (rgb, out) if self.return_logits and self.bin_centres is not None else rgb
 
 
 def generator_split(model: ColorizerNet) -> list[list[nn.Parameter]]:
@@ -154,18 +183,21 @@ def create_generator(
     self_attention: bool = True,
     blur: bool = True,
     spectral: bool = True,
+    chroma_head: str = "regress",
+    bin_step: float = 10.0,
+    temperature: float = 0.38,
 ) -> ColorizerNet:
     """Build the colorizer network outside a Learner (for loading saved models or custom loops).
 
     ``pretrained=True`` loads torchvision's ImageNet encoder weights (cached under ``TORCH_HOME``);
     ``weights`` loads them from a local file instead. Raises :class:`WeightsUnavailableError` offline.
     """
-    cfg = GeneratorConfig(arch, mode, self_attention, blur, spectral, img_size)
+    cfg = GeneratorConfig(arch, mode, self_attention, blur, spectral, img_size, chroma_head, bin_step, temperature)
     sd = encoder_state_dict(cfg.arch, pretrained, weights)
     ctor, _ = ARCHS[cfg.arch]
     unet = create_unet_model(ctor, cfg.n_out, (img_size, img_size), pretrained=False, **cfg.unet_kwargs())
     if sd is not None:
         load_encoder_weights(unet, cfg.arch, sd)
-    net = ColorizerNet(unet, cfg.mode)
+    net = ColorizerNet(unet, cfg.mode, cfg.chroma_head, cfg.bin_step, cfg.temperature)
     net.config = cfg  # type: ignore[attr-defined]
     return net

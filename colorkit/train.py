@@ -242,13 +242,22 @@ def train_colorizer(
     resume: bool = True,
     seed: int = 42,
     render_size: int = 256,
+    loss: str = "feature",
+    class_weight: float = 0.0,
+    rebalance: float = 0.0,
+    temperature: float = 0.38,
+    precision: str = "auto",
+    track: str | Path | Sequence[str | Path] | None = None,
     **dls_kwargs: Any,
 ) -> Learner:
     """Train (or fine-tune, with ``from_model``) a colorizer on a folder of colour photos and save it to ``out``.
 
     Checkpoints go to ``checkpoint_dir`` (default ``out/checkpoints``) after every stage, so the run
     resumes where it stopped. ``out`` receives ``model.safetensors`` and ``config.json`` recording the
-    recipe, the data summary and the per-stage history. Returns the trained learner.
+    recipe, the data summary and the per-stage history. ``loss``, ``class_weight``, ``rebalance``,
+    ``temperature`` and ``precision`` go to :func:`colorkit.colorize_learner`. ``track`` (a folder or list
+    of colour photos) adds a :class:`colorkit.regions.RegionHueTracker` writing ``checkpoints/track.jsonl``.
+    Returns the trained learner.
     """
     from .learner import colorize_learner, save_colorizer
 
@@ -256,9 +265,19 @@ def train_colorizer(
     stages = list(stages)
     set_seed(seed)
     dls = colorize_dls(data, size=stages[0].size, bs=stages[0].bs, valid_folder=valid, seed=seed, **dls_kwargs)
-    learn = colorize_learner(dls, arch=arch, mode=mode, pretrained=pretrained and from_model is None)
+    learn = colorize_learner(dls, arch=arch, mode=mode, pretrained=pretrained and from_model is None, loss=loss,
+                             class_weight=class_weight, rebalance=rebalance, temperature=temperature,
+                             precision=precision)
     start = _load_generator_weights(learn, from_model) if from_model else None
     ckpt = Path(checkpoint_dir) if checkpoint_dir else out / "checkpoints"
+    if track is not None:
+        from .io import find_images
+        from .regions import RegionHueTracker, fixed_photos
+
+        ckpt.mkdir(parents=True, exist_ok=True)
+        files = find_images(track, recursive=True)
+        files = files[:: max(1, len(files) // 24)][:24]  # a fixed, evenly spaced handful
+        learn.add_cb(RegionHueTracker(fixed_photos(files), ckpt / "track.jsonl"))
     t0 = time.time()
     history = fit_progressive(learn, data, stages, checkpoint_dir=ckpt, resume=resume, seed=seed,
                               valid_folder=valid, **dls_kwargs)
@@ -271,6 +290,11 @@ def train_colorizer(
         "stages": [s.to_dict() for s in stages],
         "history": history,
         "seed": seed,
+        "loss": learn.loss_name,
+        "class_weight": class_weight,
+        "rebalance": rebalance,
+        "precision": learn.precision,
+        "in_memory": bool(dls_kwargs.get("in_memory", False)),
         "pretrained_encoder": bool(getattr(learn, "pretrained", False)),
         "from_model": str(from_model) if from_model else None,
         "from_model_training": start.get("training") if start else None,
