@@ -1,29 +1,35 @@
-"""`colorkit colorize` on a folder of 12 MP photos vs the network alone: images/s, and peak RSS for N and 2N photos.
+"""The batch pipeline (`colorkit colorize`) vs the network alone, per photo size and precision: images/s, CPU
+seconds per photo and peak RSS.
 
-    python bench/batch.py [--n 8] [--model DIR] [--render-size 256] [--jobs 2] [--threads T]
+    python bench/batch.py [--mp 0.5,12,24] [--precision fp32,bf16] [--n 6] [--model DIR] [--render-size 256]
+                          [--jobs 2] [--threads T] [--rss-check]
 
-The photos are made at run time from ../shared/data/bw (resized up to 4000x3000 or 3000x4000 JPEGs in a temp
-folder, the 2N folder holds each twice; nothing is written to the repo). In one process it measures
+Photos are made at run time from ../shared/data/bw (resized up to the asked megapixels, landscape or portrait as
+the source, JPEG quality 90, in a temp folder; nothing is written to the repo). Each (size, precision) case runs in
+a fresh process, which
 
-  (a) the raw network forward pass, one photo at a time, on the prepared (render-size) tensors of the same photos;
-  (b) ``colorkit.cli.main(["colorize", folder, "-o", out, "-q", ...])`` end to end (decode, network, merge with
-      the full-resolution lightness, encode, atomic write);
+  (b) runs ``colorkit.pipeline.colorize_files(load_colorizer(model, precision=...), [folder], out, jobs=...)``,
+      the engine under ``colorkit colorize``, end to end (decode, network, merge with the full-resolution
+      lightness, encode, atomic write), and records its rate, CPU seconds per photo, the time its calling
+      thread spent in the network, and the process's peak RSS;
+  (a) then runs the bare network on the prepared (render-size) tensors of the same photos, one at a time, in the
+      same precision and memory format, and records its rate and CPU seconds per photo.
 
-and prints both rates and their ratio: the ratio says how much of the CLI's time the network does NOT hide
-(decode ahead and merge + write behind run on background threads). The CLI's own rate (its summary line,
-without loading the model) and the wall-clock rate of the whole ``main()`` call are both shown. Then it runs the
-CLI on N and on 2N photos, each in a fresh subprocess, and prints both peak RSS figures: flat means the batch
-does not hold more photos in memory as the folder grows. Without --model a random-weight ResNet34 ``lab``
-generator is saved to a temp folder (speed does not depend on the weights). Both (a) and (b) use --threads
-torch threads (default: OMP_NUM_THREADS, else every core).
+The ratio (b)/(a) is measured in the same process, minutes apart. CPU seconds (getrusage) do not depend on what
+else the machine runs; rates do: on a machine shared with other jobs compare the CPU figures. The ratio's
+ceiling is about ``cores / (network CPU + pipeline-only CPU)`` x the network's wall time per photo: the pipeline
+can only hide its own work behind the network where there are cores to spare. ``--rss-check`` also runs the
+pipeline on N and 2N photos (fresh processes) and prints both peak RSS figures: flat means the batch does not
+hold more photos as the folder grows. Without --model a random-weight ResNet34 ``lab`` generator is saved to a
+temp folder (speed does not depend on the weights).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
-import re
 import sys
 import tempfile
 import time
@@ -31,8 +37,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import SHARED, peak_rss_mb, run_case  # noqa: E402
-
-SIZE = (4000, 3000)  # 12 MP; portrait sources get (3000, 4000)
 
 
 def _default_threads() -> int:
@@ -45,19 +49,26 @@ def _default_threads() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def make_photos(folder: Path, n: int) -> list[Path]:
-    """``n`` 12 MP JPEGs in ``folder``, cycling through the shared black-and-white photos."""
+def photo_size(mp: float) -> tuple[int, int]:
+    """(width, height) of a 4:3 landscape photo of about ``mp`` megapixels."""
+    h = round(math.sqrt(mp * 1e6 * 3 / 4))
+    return round(h * 4 / 3), h
+
+
+def make_photos(folder: Path, n: int, mp: float) -> list[Path]:
+    """``n`` JPEGs of about ``mp`` megapixels in ``folder``, cycling through the shared black-and-white photos."""
     from PIL import Image
 
     sources = sorted((SHARED / "bw").glob("*.jpg"))
     folder.mkdir(parents=True, exist_ok=True)
+    size = photo_size(mp)
     files = []
     for i in range(n):
         with Image.open(sources[i % len(sources)]) as src:
             img = src.convert("RGB")
-        size = SIZE if img.width >= img.height else SIZE[::-1]
+        wh = size if img.width >= img.height else size[::-1]
         path = folder / f"photo_{i:03d}.jpg"
-        img.resize(size, Image.Resampling.BICUBIC).save(path, quality=90)
+        img.resize(wh, Image.Resampling.BICUBIC).save(path, quality=90)
         files.append(path)
     return files
 
@@ -80,121 +91,118 @@ def _cpu_seconds() -> float:
     return ru.ru_utime + ru.ru_stime
 
 
-def forward_rate(model_dir: Path, files: list[Path], render_size: int, threads: int) -> dict:
-    """The bare network on the prepared tensors of ``files``, one at a time (as the CLI runs it):
-    images/s and CPU seconds per photo."""
-    import torch
-
-    from colorkit import load_colorizer
-    from colorkit.infer import prepare_image
-    from colorkit.io import load_image
-
-    torch.set_num_threads(threads)
-    model = load_colorizer(model_dir).model.eval()
-    xs = [prepare_image(load_image(f), render_size).unsqueeze(0) for f in files]
-    with torch.no_grad():
-        model(xs[0])  # warm-up
-        t0, c0 = time.perf_counter(), _cpu_seconds()
-        for x in xs:
-            model(x)
-        wall, cpu = time.perf_counter() - t0, _cpu_seconds() - c0
-    return {"rate": len(xs) / wall, "cpu_per_photo": cpu / len(xs)}
-
-
-def cli_rate(folder: Path, out: Path, model_dir: Path, render_size: int, jobs: int, threads: int) -> dict:
-    """Run ``colorkit colorize`` in this process -> wall-clock and pipeline images/s (from its summary), the
-    time its main thread spent in the network, CPU seconds per photo and peak RSS."""
-    import contextlib
-    import io
-
+def pipeline_rate(clr, folder: Path, out: Path, render_size: int, jobs: int) -> dict:
+    """The batch pipeline on ``folder`` -> its rate, CPU seconds per photo, network seconds and peak RSS."""
     import colorkit.infer as infer
-    from colorkit.cli import main
+    from colorkit.pipeline import colorize_files
 
-    argv = ["colorize", str(folder), "-o", str(out), "-q", "--model", str(model_dir),
-            "--render-size", str(render_size), "--jobs", str(jobs), "--threads", str(threads)]
     busy = [0.0]
     real_predict = infer.predict_chroma
 
-    def timed_predict(*args, **kwargs):  # the CLI looks predict_chroma up in colorkit.infer at run time
+    def timed_predict(*args, **kwargs):  # the pipeline looks predict_chroma up in colorkit.infer at run time
         t = time.perf_counter()
         try:
             return real_predict(*args, **kwargs)
         finally:
             busy[0] += time.perf_counter() - t
 
-    buf = io.StringIO()
     infer.predict_chroma = timed_predict
     try:
-        t0, c0 = time.perf_counter(), _cpu_seconds()
-        with contextlib.redirect_stdout(buf):
-            code = main(argv)
-        wall, cpu = time.perf_counter() - t0, _cpu_seconds() - c0
+        c0 = _cpu_seconds()
+        summary = colorize_files(clr, [folder], out, render_size=render_size, jobs=jobs)
+        cpu = _cpu_seconds() - c0
     finally:
         infer.predict_chroma = real_predict
     n = len(list(folder.glob("*.jpg")))
-    if code != 0 or len(list(out.glob("*.jpg"))) != n:
-        raise RuntimeError(f"colorkit colorize exited {code}:\n{buf.getvalue()}")
-    m = re.search(r"\(([\d.]+) img/s\)", buf.getvalue())
-    return {"n": n, "wall_rate": n / wall, "pipeline_rate": float(m.group(1)) if m else float("nan"),
-            "network_s": busy[0], "cpu_per_photo": cpu / n, "peak_rss_mb": peak_rss_mb()}
+    if summary.failed or len(summary.done) != n:
+        raise RuntimeError(f"the pipeline colorized {len(summary.done)} of {n} photos: {summary.failed}")
+    return {"n": n, "rate": summary.rate, "cpu_per_photo": cpu / n, "network_s": busy[0],
+            "peak_rss_mb": peak_rss_mb()}
+
+
+def forward_rate(clr, files: list[Path], render_size: int) -> dict:
+    """The bare network on the prepared tensors of ``files``, one at a time, in the colorizer's precision."""
+    import torch
+
+    from colorkit.infer import predict_rgb, prepare_image
+    from colorkit.io import load_image
+
+    xs = [prepare_image(load_image(f), render_size).unsqueeze(0) for f in files]
+    predict_rgb(clr.model, xs[0], clr.precision)  # warm-up
+    t0, c0 = time.perf_counter(), _cpu_seconds()
+    with torch.no_grad():
+        for x in xs:
+            predict_rgb(clr.model, x, clr.precision)
+    wall, cpu = time.perf_counter() - t0, _cpu_seconds() - c0
+    return {"rate": len(xs) / wall, "cpu_per_photo": cpu / len(xs)}
+
+
+def case(folder: Path, model: Path, render_size: int, jobs: int, threads: int, precision: str,
+         pipeline_only: bool) -> dict:
+    import torch
+
+    from colorkit import load_colorizer
+
+    torch.set_num_threads(threads)
+    clr = load_colorizer(model, precision=precision)
+    with tempfile.TemporaryDirectory(prefix="colorkit-bench-out-") as out:
+        res = {"precision": clr.precision, "pipeline": pipeline_rate(clr, folder, Path(out), render_size, jobs)}
+    if not pipeline_only:
+        res["network"] = forward_rate(clr, sorted(folder.glob("*.jpg")), render_size)
+    return res
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--case", nargs=5, help=argparse.SUPPRESS)  # folder model render_size jobs threads
-    ap.add_argument("--n", type=int, default=8, help="photos in the main run (the RSS check also uses 2N)")
+    ap.add_argument("--case", nargs=7, help=argparse.SUPPRESS)  # folder model rs jobs threads precision only
+    ap.add_argument("--n", type=int, default=6, help="photos per case")
+    ap.add_argument("--mp", default="12", help="photo sizes in megapixels, comma-separated (e.g. 0.5,12,24)")
+    ap.add_argument("--precision", default="fp32,bf16", help="precisions, comma-separated (auto, bf16, fp32)")
     ap.add_argument("--model", default=None, help="model folder (default: a random-weight resnet34 lab generator)")
     ap.add_argument("--render-size", type=int, default=256)
-    ap.add_argument("--jobs", type=int, default=2, help="the CLI's background threads (its default: 2)")
+    ap.add_argument("--jobs", type=int, default=2, help="the pipeline's background threads (its default: 2)")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: OMP_NUM_THREADS or all cores)")
+    ap.add_argument("--rss-check", action="store_true", help="also compare peak RSS for N and 2N photos")
     a = ap.parse_args()
     if a.case:
-        folder, model, rs, jobs, threads = a.case
-        with tempfile.TemporaryDirectory(prefix="colorkit-bench-out-") as out:
-            r = cli_rate(Path(folder), Path(out), Path(model), int(rs), int(jobs), int(threads))
-        print(json.dumps(r))
+        folder, model, rs, jobs, threads, precision, only = a.case
+        print(json.dumps(case(Path(folder), Path(model), int(rs), int(jobs), int(threads), precision, only == "1")))
         return
     if not (SHARED / "bw").is_dir():
         sys.exit(f"needs the photos at {SHARED}")
     threads = a.threads or _default_threads()
+    sizes = [float(s) for s in a.mp.split(",")]
+    precisions = [p.strip() for p in a.precision.split(",")]
     with tempfile.TemporaryDirectory(prefix="colorkit-bench-") as tmp:
         root = Path(tmp)
-        t0 = time.perf_counter()
-        few_dir, many_dir = root / "photos_n", root / "photos_2n"
-        few = make_photos(few_dir, a.n)
-        many_dir.mkdir()
-        for k in range(2):  # the 2N folder: each photo twice (hard links: same work, no extra encoding)
-            for f in few:
-                os.link(f, many_dir / f"{f.stem}_{k}{f.suffix}")
-        made = time.perf_counter() - t0
         model_dir = Path(a.model) if a.model else random_model(root / "model", a.render_size)
-        print(f"{a.n} photos of 12 MP (from {SHARED / 'bw'}, made in {made:.0f} s); "
-              f"model {a.model or 'random resnet34 (lab)'}; render size {a.render_size}; torch threads {threads}; "
-              f"--jobs {a.jobs}; {os.cpu_count()} CPUs", flush=True)
-
-        fwd = forward_rate(model_dir, few, a.render_size, threads)
-        print(f"(a) network forward alone      {fwd['rate']:6.3f} img/s  ({1 / fwd['rate']:.2f} s per photo)",
-              flush=True)
-        cli = cli_rate(few_dir, root / "out", model_dir, a.render_size, a.jobs, threads)
-        print(f"(b) colorkit colorize pipeline {cli['pipeline_rate']:6.3f} img/s  "
-              f"(whole main() call incl. model loading: {cli['wall_rate']:.3f} img/s)")
-        print(f"    ratio (b)/(a): {cli['pipeline_rate'] / fwd['rate']:.2f} pipeline, "
-              f"{cli['wall_rate'] / fwd['rate']:.2f} wall (goal >= 0.9); peak RSS of this process "
-              f"{cli['peak_rss_mb']:.0f} MB")
-        pipeline_s = a.n / cli["pipeline_rate"]
-        print(f"    in (b) the network took {cli['network_s'] / a.n:.2f} s per photo (alone: {1 / fwd['rate']:.2f} s) "
-              f"and ran {100 * cli['network_s'] / pipeline_s:.0f}% of the pipeline's time; CPU per photo "
-              f"{cli['cpu_per_photo']:.2f} s (network alone: {fwd['cpu_per_photo']:.2f} s)", flush=True)
-
-        rows = []
-        for folder in (few_dir, many_dir):
-            rows.append(run_case(__file__, str(folder), str(model_dir), str(a.render_size), str(a.jobs),
-                                 str(threads)))
-        print("peak RSS of `colorkit colorize` in a fresh process:")
-        for r in rows:
-            print(f"    {r['n']:3d} photos: {r['peak_rss_mb']:6.0f} MB  ({r['pipeline_rate']:.3f} img/s)")
-        print(f"    growth from {rows[0]['n']} to {rows[1]['n']} photos: "
-              f"{rows[1]['peak_rss_mb'] - rows[0]['peak_rss_mb']:+.0f} MB")
+        print(f"model {a.model or 'random resnet34 (lab)'}; render size {a.render_size}; {a.n} photos per case; "
+              f"torch threads {threads}; --jobs {a.jobs}; {os.cpu_count()} CPUs", flush=True)
+        print(f"{'photo':>14} {'prec':>5} | {'network img/s':>13} {'CPU s':>6} | {'pipeline img/s':>14} {'CPU s':>6} "
+              f"{'net busy':>8} | {'ratio':>5} | {'peak RSS MB':>11}")
+        for mp in sizes:
+            folder = root / f"photos_{mp:g}mp"
+            files = make_photos(folder, a.n, mp)
+            w, h = photo_size(mp)
+            for prec in precisions:
+                r = run_case(__file__, str(folder), str(model_dir), str(a.render_size), str(a.jobs), str(threads),
+                             prec, "0")
+                p, f = r["pipeline"], r["network"]
+                busy = p["network_s"] / (p["n"] / p["rate"])
+                print(f"{f'{w}x{h}':>14} {r['precision']:>5} | {f['rate']:13.3f} {f['cpu_per_photo']:6.2f} | "
+                      f"{p['rate']:14.3f} {p['cpu_per_photo']:6.2f} {busy:8.0%} | {p['rate'] / f['rate']:5.2f} | "
+                      f"{p['peak_rss_mb']:11.0f}", flush=True)
+            if a.rss_check:
+                many = root / f"photos_{mp:g}mp_2n"
+                many.mkdir()
+                for k in range(2):  # each photo twice (hard links: same work, no extra encoding)
+                    for f in files:
+                        os.link(f, many / f"{f.stem}_{k}{f.suffix}")
+                rows = [run_case(__file__, str(d), str(model_dir), str(a.render_size), str(a.jobs), str(threads),
+                                 precisions[0], "1")["pipeline"] for d in (folder, many)]
+                print(f"    peak RSS, {rows[0]['n']} vs {rows[1]['n']} photos: {rows[0]['peak_rss_mb']:.0f} vs "
+                      f"{rows[1]['peak_rss_mb']:.0f} MB ({rows[1]['peak_rss_mb'] - rows[0]['peak_rss_mb']:+.0f})",
+                      flush=True)
 
 
 if __name__ == "__main__":

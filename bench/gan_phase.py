@@ -6,7 +6,7 @@ Usage::
 
 ``--model`` is a saved colorizer (``save_colorizer`` folder); without one (or when the folder has no
 ``model.safetensors`` yet) a resnet18 generator is first trained briefly at ``--size`` px. The GAN phase
-is :func:`colorkit.gan.train_gan` (render -> critic pretraining -> GAN fine-tuning with checkpoint
+is :func:`colorkit.nogan.train_gan` (render -> critic pretraining -> GAN fine-tuning with checkpoint
 selection). ``photos/valid`` is split in two seeded halves: checkpoints are chosen on the first
 ("select"), and the second ("report") is never seen by the selection, so its before/after figures are
 unbiased. The feature loss uses ImageNet VGG16-bn weights when cached, else a seeded random VGG (said
@@ -22,16 +22,17 @@ import time
 import warnings
 from pathlib import Path
 
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from colorkit.gan import evaluate_generator, load_eval_set, train_gan  # noqa: E402
+from colorkit.data import sample_files  # noqa: E402
+from colorkit.gan_callbacks import evaluate_generator, load_eval_set  # noqa: E402
 from colorkit.io import find_images  # noqa: E402
 from colorkit.learner import colorize_learner, load_colorizer, save_colorizer  # noqa: E402
 from colorkit.loss import vgg16_feature_loss  # noqa: E402
 from colorkit.models import WeightsUnavailableError  # noqa: E402
+from colorkit.nogan import train_gan  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -55,10 +56,11 @@ def quick_generator(train: Path, valid: Path, out: Path, size: int, epochs: int,
 
 
 def split_valid(valid: Path, seed: int) -> tuple[list[Path], list[Path]]:
+    """Two seeded halves of the validation photos (colorkit's one subsampler picks the first)."""
     files = find_images(valid)
-    perm = np.random.default_rng(seed).permutation(len(files))
-    half = len(files) // 2
-    return [files[i] for i in sorted(perm[:half])], [files[i] for i in sorted(perm[half:])]
+    select = sample_files(files, len(files) // 2, seed)
+    chosen = set(select)
+    return select, [f for f in files if f not in chosen]
 
 
 def main() -> None:
@@ -116,11 +118,11 @@ def main() -> None:
     final = load_colorizer(args.out / "gan").model
     after = {"select": evaluate_generator(final, eval_select), "report": evaluate_generator(final, eval_report)}
 
-    print(f"\nGAN phase: {rep['iterations']} iterations ({rep['gen_steps']} generator, {rep['crit_steps']} "
-          f"critic), critic accuracy {rep['critic'].get('accuracy')}, best checkpoint {rep['best_iter']}, "
-          f"diverged: {rep['diverged']}, {gan_seconds:.0f}s")
+    print(f"\nGAN phase: {rep.iterations} iterations ({rep.gen_steps} generator, {rep.crit_steps} "
+          f"critic), critic accuracy {rep.critic.get('accuracy')}, best checkpoint {rep.best_iter}, "
+          f"diverged: {rep.diverged}, {gan_seconds:.0f}s")
     print(f"{'checkpoint':>10} {'psnr':>8} {'cf gap':>8} {'score':>9}")
-    for c in rep["checkpoints"]:
+    for c in rep.checkpoints:
         m = c["metrics"]
         score = "excluded" if c["score"] is None else f"{c['score']:.2f}"
         print(f"{c['iter']:>10} {m['psnr']:8.2f} {m['colorfulness_gap']:8.2f} {score:>9}")
@@ -131,8 +133,8 @@ def main() -> None:
                   f"{m['colorfulness_target']:10.2f} {m['colorfulness_gap']:8.2f}")
     summary = {
         "model": str(model), "size": args.size, "feature_loss": loss_name, "n_iter": args.n_iter,
-        "iterations": rep["iterations"], "best_iter": rep["best_iter"], "diverged": rep["diverged"],
-        "critic_accuracy": rep["critic"].get("accuracy"), "before": before, "after": after,
+        "iterations": rep.iterations, "best_iter": rep.best_iter, "diverged": rep.diverged,
+        "critic_accuracy": rep.critic.get("accuracy"), "before": before, "after": after,
         "gan_seconds": round(gan_seconds, 1), "total_seconds": round(time.time() - t0, 1),
         "threads": torch.get_num_threads(),
     }

@@ -25,6 +25,7 @@ __all__ = [
     "torchvision_cache_path",
     "torchvision_state_dict",
     "load_state_dict_file",
+    "local_weights_file",
     "resolve_weights",
 ]
 
@@ -44,6 +45,28 @@ def torchvision_cache_path(weights_enum: Any) -> Path:
     """Where ``torch.hub.load_state_dict_from_url`` keeps ``weights_enum``'s file (honours ``TORCH_HOME``)."""
     filename = os.path.basename(urlparse(weights_enum.url).path)
     return Path(torch.hub.get_dir()) / "checkpoints" / filename
+
+
+def local_weights_file(
+    weights: str | os.PathLike | None, weights_enum: Any, what: str
+) -> tuple[Path | None, str]:
+    """Where weights already are on disk, never downloading: ``(path or None, a sentence saying which or why not)``.
+
+    ``weights`` (a local file) when given, else the file torchvision caches ``weights_enum`` as
+    (:func:`torchvision_cache_path`); ``what`` names the network in the sentence (``"InceptionV3"``).
+    """
+    if weights is not None:
+        p = Path(weights)
+        if p.is_file():
+            return p, f"{what} weights: local file {p}"
+        return None, f"{what} weights: no file at {p}"
+    p = torchvision_cache_path(weights_enum)
+    if p.is_file():
+        return p, f"{what} weights: torchvision cache {p}"
+    return None, (
+        f"{what} weights are not in the torchvision cache: place {p.name} (from {weights_enum.url}) "
+        f"at {p}, set TORCH_HOME, or pass weights=<local .pth>; nothing is downloaded"
+    )
 
 
 def _short_reason(err: BaseException) -> str:

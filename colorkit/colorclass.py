@@ -103,12 +103,14 @@ class ColorClassLoss(Callback):
     def __init__(self, weight: float = 1.0, rebalance: float = 0.0, pool: int = 2, prior_batches: int = 16):
         if weight < 0 or not 0 <= rebalance <= 1 or pool < 1:
             raise ValueError(f"need weight >= 0, 0 <= rebalance <= 1, pool >= 1; got {weight}, {rebalance}, {pool}")
-        self.weight, self.rebalance, self.pool, self.prior_batches = float(weight), float(rebalance), int(pool), prior_batches
+        self.weight, self.rebalance, self.pool = float(weight), float(rebalance), int(pool)
+        self.prior_batches = prior_batches
         self.class_weights: Tensor | None = None
         self.last_ce: float | None = None
 
     def _generator(self):  # noqa: ANN202
         m = self.learn.model
+        m = getattr(m, "module", m)  # DistributedDataParallel wraps the model
         return getattr(m, "generator", m)
 
     def before_fit(self) -> None:

@@ -9,14 +9,13 @@ with a seed, and returns fastai ``DataLoaders`` whose batches are ``(x, y)``:
   ``degrade=True`` on the training split, that gray made to look like an old photo.
 
 Both blocks read the same file (decoded once, see :func:`open_photo`) and go through the same
-item and batch augmentations; :class:`ToGray` turns ``x`` gray at the very end of the batch
+item and batch augmentations; :class:`~colorkit.transforms.ToGray` turns ``x`` gray at the very end of the batch
 pipeline, so ``x == to_gray(y)`` holds exactly even with random crops, flips and warps. Everything
 the pipeline references is a module-level class or function, so ``Learner.export`` can pickle it.
 """
 
 from __future__ import annotations
 
-import math
 import os
 import time
 import warnings
@@ -32,15 +31,15 @@ import torch.nn.functional as F
 from fastai.data.block import DataBlock, TransformBlock
 from fastai.data.core import DataLoaders
 from fastai.data.transforms import IntToFloatTensor, RandomSplitter
-from fastai.torch_core import TensorImage
 from fastai.vision.augment import RandomResizedCrop, aug_transforms
 from fastai.vision.core import PILImage
 from fasttransform import Transform
 from PIL import Image, ImageOps
 from torch import Tensor
 
-from .color import rgb_to_lab, to_gray
+from .color import rgb_to_lab
 from .io import ImageLoadError, find_images, load_image
+from .transforms import OldPhotoDegrade, PILGrayInput, TensorGrayInput, ToGray
 
 __all__ = [
     "PILGrayInput",
@@ -48,6 +47,7 @@ __all__ = [
     "open_photo",
     "OpenPhoto",
     "CenterCropResize",
+    "center_crop",
     "ToGray",
     "OldPhotoDegrade",
     "photo_chroma",
@@ -57,7 +57,9 @@ __all__ = [
     "get_photo_files",
     "colorize_block",
     "colorize_dls",
+    "find_photos",
     "PhotoSplit",
+    "sample_files",
     "select_photos",
 ]
 
@@ -65,26 +67,6 @@ _JPEG_EXTS = {".jpg", ".jpeg"}
 _CHROMA_SIDE = 64  # photo_chroma measures a thumbnail whose longest side is at most this
 _SCAN_DRAFT = _CHROMA_SIDE // 2  # the scan decodes JPEGs at the smallest scale (1/8) down to this size
 _MAX_NAMES = 10  # names listed in a warning before "and N more"
-
-
-# ----------------------------------------------------------------------------------------------
-# types
-
-
-class TensorGrayInput(TensorImage):
-    """The network input: a gray (or degraded / sepia) photo ``(3, H, W)`` / ``(B, 3, H, W)``.
-
-    A ``TensorImage`` subclass, so fastai's geometric batch augmentations treat it exactly like the
-    colour target and ``show_batch`` shows it; :class:`ToGray` and :class:`OldPhotoDegrade` act on
-    this type only.
-    """
-
-
-class PILGrayInput(PILImage):
-    """PIL form of the network input; ``ToTensor`` turns it into a :class:`TensorGrayInput`."""
-
-
-PILGrayInput._tensor_cls = TensorGrayInput
 
 
 # ----------------------------------------------------------------------------------------------
@@ -156,6 +138,11 @@ class OpenPhoto(Transform):
         return self.out_type(_open_photo_shared(Path(o), self.min_side))
 
 
+def center_crop(img: Image.Image, size: int) -> Image.Image:
+    """The centre square of ``img`` resized (bilinear) to ``size`` x ``size``: the validation crop of training."""
+    return ImageOps.fit(img, (int(size), int(size)), method=Image.Resampling.BILINEAR)
+
+
 class CenterCropResize(Transform):
     """Deterministic item transform: centre square crop of a PIL image, resized to ``size``."""
 
@@ -166,139 +153,9 @@ class CenterCropResize(Transform):
         self.size = int(size)
 
     def encodes(self, x: Image.Image) -> Image.Image:
-        out = ImageOps.fit(x, (self.size, self.size), method=Image.Resampling.BILINEAR)
+        out = center_crop(x, self.size)
         out.__class__ = type(x)  # keep fastai's PILImage / PILGrayInput type so ToTensor applies
         return out
-
-
-# ----------------------------------------------------------------------------------------------
-# batch transforms
-
-
-class ToGray(Transform):
-    """Batch transform: :class:`TensorGrayInput` ``(B, 3, H, W)`` -> ``color.to_gray`` of it.
-
-    Runs after the geometric augmentations (order 80), so the input is exactly the gray of the
-    augmented target. Both the input and a plain ``TensorImage`` target are first clipped to
-    ``[0, 1]`` (bilinear warps can overshoot by a rounding error), so ``x == to_gray(y)`` exactly.
-    """
-
-    order = 80
-
-    def encodes(self, x: TensorGrayInput) -> TensorGrayInput:
-        return to_gray(x.as_subclass(Tensor).clamp(0, 1)).as_subclass(type(x))
-
-    def encodes(self, x: TensorImage) -> TensorImage:  # noqa: F811 - fastai dispatches on the type
-        return x.clamp(0, 1)
-
-
-_SEPIA = torch.tensor([1.351, 1.203, 0.937]) / 1.19  # classic sepia matrix on gray, luminance ~ kept
-
-
-def _gaussian_blur(x: Tensor, sigma: Tensor) -> Tensor:
-    """Blur each image of ``x`` ``(B, C, H, W)`` with its own gaussian ``sigma`` ``(B,)`` (pixels)."""
-    b, c, h, w = x.shape
-    radius = max(1, math.ceil(3 * float(sigma.max())))
-    radius = min(radius, (min(h, w) - 1) // 2) if min(h, w) > 2 else 0
-    if radius == 0:
-        return x
-    t = torch.arange(-radius, radius + 1, device=x.device, dtype=x.dtype)
-    s = sigma.to(x.dtype).clamp(min=1e-2).view(b, 1)
-    k = torch.exp(-(t.view(1, -1) ** 2) / (2 * s**2))
-    k = (k / k.sum(1, keepdim=True)).repeat_interleave(c, dim=0)  # (B*C, K)
-    y = x.reshape(1, b * c, h, w)
-    y = F.conv2d(F.pad(y, (radius, radius, 0, 0), mode="replicate"), k.view(b * c, 1, 1, -1), groups=b * c)
-    y = F.conv2d(F.pad(y, (0, 0, radius, radius), mode="replicate"), k.view(b * c, 1, -1, 1), groups=b * c)
-    return y.view(b, c, h, w)
-
-
-class OldPhotoDegrade(Transform):
-    """Make gray inputs look like old photos, on the training split only (order 85, after ToGray).
-
-    Each image of the batch is degraded with probability ``p``; a degraded image gets each effect
-    with probability ``p_each``, at a random strength of its own: gaussian blur (sigma up to
-    ``blur`` px at 64 px, scaled with the image), downscale-upscale (factor up to ``downscale``,
-    blocky or smooth), fading (contrast loss up to ``fade``), a sepia tint (probability ``sepia``)
-    that stays sepia with probability ``keep_sepia`` and otherwise goes back to gray, and grain
-    (gaussian noise, std up to ``noise``, the same on the three channels). Only
-    :class:`TensorGrayInput` is touched, so the colour target stays as it is. Vectorised over the
-    batch, on the batch's device; ``(B, 3, H, W)`` in ``[0, 1]`` in and out.
-    """
-
-    split_idx, order = 0, 85
-
-    def __init__(
-        self,
-        p: float = 0.5,
-        noise: float = 0.08,
-        blur: float = 1.2,
-        downscale: float = 3.0,
-        fade: float = 0.5,
-        sepia: float = 0.3,
-        keep_sepia: float = 0.5,
-        p_each: float = 0.5,
-    ) -> None:
-        super().__init__()
-        for name, v in dict(p=p, sepia=sepia, keep_sepia=keep_sepia, p_each=p_each, fade=fade).items():
-            if not 0 <= v <= 1:
-                raise ValueError(f"OldPhotoDegrade: {name} must be in [0, 1], got {v}")
-        if noise < 0 or blur < 0 or downscale < 1:
-            raise ValueError(
-                "OldPhotoDegrade: need noise >= 0, blur >= 0 and downscale >= 1, "
-                f"got noise={noise}, blur={blur}, downscale={downscale}"
-            )
-        self.p, self.noise, self.blur, self.downscale = p, noise, blur, downscale
-        self.fade, self.sepia, self.keep_sepia, self.p_each = fade, sepia, keep_sepia, p_each
-
-    def encodes(self, x: TensorGrayInput) -> TensorGrayInput:
-        t = x.as_subclass(Tensor)
-        if t.ndim != 4 or t.shape[1] != 3:
-            raise ValueError(f"OldPhotoDegrade expects a batch (B, 3, H, W), got {tuple(t.shape)}")
-        b, _, h, w = t.shape
-        dev, dt = t.device, t.dtype
-        on = torch.rand(b, device=dev) < self.p
-        if not bool(on.any()):
-            return x
-
-        def chosen(prob: float) -> Tensor:  # (B,) bool: degraded images that get this effect
-            return on & (torch.rand(b, device=dev) < prob)
-
-        def col(v: Tensor) -> Tensor:
-            return v.to(dt).view(b, 1, 1, 1)
-
-        out = t
-        if self.blur > 0:
-            sigma = torch.rand(b, device=dev) * self.blur * (min(h, w) / 64) * chosen(self.p_each)
-            if bool((sigma > 0.05).any()):
-                out = _gaussian_blur(out, sigma)
-        if self.downscale > 1:
-            m = chosen(self.p_each)
-            if bool(m.any()):
-                f = 1 + torch.rand(()).item() * (self.downscale - 1)
-                small = (max(1, round(h / f)), max(1, round(w / f)))
-                down = F.interpolate(out, size=small, mode="area")
-                if torch.rand(()).item() < 0.5:  # blocky
-                    up = F.interpolate(down, size=(h, w), mode="nearest")
-                else:
-                    up = F.interpolate(down, size=(h, w), mode="bilinear", align_corners=False)
-                out = torch.where(col(m) > 0, up, out)
-        if self.fade > 0:
-            c = torch.rand(b, device=dev) * self.fade * chosen(self.p_each)
-            lo = c * torch.rand(b, device=dev) * 0.6
-            hi = 1 - c * torch.rand(b, device=dev) * 0.4
-            out = col(lo) + (col(hi) - col(lo)) * out
-        if self.sepia > 0:
-            m = chosen(self.sepia)
-            if bool(m.any()):
-                s = col((0.5 + 0.5 * torch.rand(b, device=dev)) * m)
-                tinted = (out * _SEPIA.to(device=dev, dtype=dt).view(1, 3, 1, 1)).clamp(0, 1)
-                sep = (1 - s) * out + s * tinted
-                back = col(torch.rand(b, device=dev) >= self.keep_sepia)
-                out = torch.where(back > 0, to_gray(sep.clamp(0, 1)), sep)
-        if self.noise > 0:
-            sd = torch.rand(b, device=dev) * self.noise * chosen(self.p_each)
-            out = out + col(sd) * torch.randn(b, 1, h, w, device=dev, dtype=dt)
-        return out.clamp(0, 1).as_subclass(type(x))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -549,21 +406,27 @@ class _FixedSplitter:
         return list(range(self.n_train)), list(range(self.n_train, self.n_train + self.n_valid))
 
 
-def _sample(files: list[Path], max_items: int | None, seed: int) -> list[Path]:
-    if max_items is None or len(files) <= max_items:
-        return files
-    if max_items < 1:
-        raise ValueError(f"max_items must be >= 1, got {max_items}")
-    idx = np.random.default_rng([seed, 0]).choice(len(files), size=max_items, replace=False)
-    return [files[i] for i in sorted(idx)]
+def sample_files(files: Sequence[Path], n: int | None, seed: int = 42) -> list[Path]:
+    """A seeded sample of ``n`` of ``files`` (all of them when ``n`` is None or not smaller), in input order.
+
+    The one subsampler of colorkit (training data, ``--max-items``, the NoGAN renders and scoring photos):
+    the same files for the same seed, and a larger ``n`` keeps the smaller sample's files and adds more.
+    """
+    if n is None or n >= len(files):
+        return list(files)
+    if n < 1:
+        raise ValueError(f"the sample size must be >= 1, got {n}")
+    idx = np.random.default_rng([seed, 0]).permutation(len(files))[:n]
+    return [files[i] for i in sorted(idx.tolist())]
 
 
-def _find(source: Any, what: str) -> list[Path]:
+def find_photos(source: Any, what: str = "photos") -> list[Path]:
+    """The image files under ``source`` (folders searched recursively), sorted; ValueError naming ``what``
+    when there are none."""
     files = find_images(source, recursive=True)
     if not files:
         raise ValueError(f"no image files ({what}) found in {source}")
     return files
-
 
 
 @dataclass
@@ -580,7 +443,9 @@ class PhotoSplit:
     scan_seconds: float
 
     def batch_size(self, bs: int) -> int:
-        """``bs``, or the number of training photos (with a warning) when there are fewer."""
+        """``bs``, or the number of training photos (with a warning) when there are fewer; ValueError below 1."""
+        if bs < 1:
+            raise ValueError(f"bs must be >= 1, got {bs}")
         if bs > len(self.train):
             warnings.warn(f"colorkit: bs={bs} is more than the {len(self.train)} training photos; "
                           f"using bs={len(self.train)}", UserWarning, stacklevel=3)
@@ -606,8 +471,8 @@ def select_photos(
     """Find, scan, sample and split the photos for :func:`colorize_dls` (see there for the arguments)."""
     if not 0 <= valid_pct < 1:
         raise ValueError(f"valid_pct must be in [0, 1), got {valid_pct}")
-    files = _sample(_find(source, "source"), max_items, seed)
-    valid_src = _sample(_find(valid_folder, "valid_folder"), max_items, seed) if valid_folder is not None else []
+    files = sample_files(find_photos(source, "source"), max_items, seed)
+    valid_src = [] if valid_folder is None else sample_files(find_photos(valid_folder, "valid_folder"), max_items, seed)
     # scan first, split after: unreadable files must not empty the validation split
     scan = scan_images([*files, *valid_src])
     _warn_skipped(scan.skipped, source)
@@ -681,14 +546,12 @@ def colorize_dls(
         from .memory import memory_dls
 
         if degrade is not False:
-            raise ValueError("in_memory=True does not support degrade (use the DataBlock pipeline for old-photo inputs)")
+            raise ValueError("in_memory=True does not support degrade (use the DataBlock pipeline for old-photo "
+                             "inputs)")
         return memory_dls(source, size=size, bs=bs, valid_pct=valid_pct, valid_folder=valid_folder, seed=seed,
                           min_chroma=min_chroma, augment=augment, device=device, max_items=max_items, **kwargs)
-    if bs < 1:
-        raise ValueError(f"bs must be >= 1, got {bs}")
     split = select_photos(source, valid_pct, valid_folder, seed, min_chroma, max_items, stacklevel=3)
-    train_files, valid_files = split.train, split.valid
-    bs = split.batch_size(bs)
+    train_files, valid_files, bs = split.train, split.valid, split.batch_size(bs)
 
     block = colorize_block(
         size=size,

@@ -15,6 +15,8 @@ The protocol, the same for every method so figures are comparable:
    The summary gives their means over the images and the corpus-level colourfulness gap
    ``dCF = |mean CF(pred) - mean CF(gt)|``.
 
+Reports (``metrics.json``, ``metrics.csv``, the grid, the text table) are written by :mod:`colorkit.report`.
+
 Baselines, scored the same way in every report for context:
 
 - ``"gray"``: the gray input itself (colourfulness 0, so its dCF is the ground truth's mean CF);
@@ -35,27 +37,25 @@ previous generator states restored) around the run.
 
 from __future__ import annotations
 
-import csv
-import io as _stdio
-import json
 import math
 import os
 import random
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image
 from torch import Tensor, nn
 
-from . import __version__
 from . import metrics as _metrics
+from ._tensors import image_to_tensor
 from .color import lab_to_rgb_keep_lightness, rgb_to_lab, to_gray
-from .io import IMAGE_EXTENSIONS, ImageLoadError, as_pil, find_images, load_image, save_image, write_text_atomic
+from .io import IMAGE_EXTENSIONS, ImageLoadError, as_pil, find_images, load_image
+from .report import METRIC_KEYS, EvalResult, Sample, format_table, write_report
 
 __all__ = [
     "BASELINES",
@@ -72,16 +72,6 @@ __all__ = [
 
 BASELINES: tuple[str, ...] = ("gray", "mean_chroma")
 """Names of the built-in baselines (see the module docstring)."""
-
-METRIC_KEYS: tuple[str, ...] = (
-    "psnr",
-    "ssim",
-    "ciede2000",
-    "ab_error",
-    "colorfulness",
-    "colorfulness_target",
-)
-"""Per-image figures, in the order of ``metrics.csv`` (``colorfulness_target`` is the ground truth's)."""
 
 MODEL_METHOD, PREDICTIONS_METHOD = "model", "predictions"
 _ASPECT_TOL = 0.02  # relative aspect-ratio difference tolerated between a prediction and its truth
@@ -103,79 +93,6 @@ _MEAN_CHROMA_NOTE = (
 
 # ----------------------------------------------------------------------------------------------
 # results
-
-
-@dataclass
-class Sample:
-    """The images of one photo kept for the report grid, all ``size`` x ``size`` RGB PIL images.
-
-    ``predictions`` maps a method name to its prediction (the ``"gray"`` baseline is left out: it is
-    the ``gray`` input itself).
-    """
-
-    file: str
-    gray: Image.Image
-    truth: Image.Image
-    predictions: dict[str, Image.Image]
-
-
-@dataclass
-class EvalResult:
-    """What :func:`evaluate` and :func:`evaluate_predictions` return.
-
-    - ``methods``: method names in report order: the model (``"model"``) or the prediction folder
-      (``"predictions"``) first when there is one, then the baselines.
-    - ``summary``: ``{method: {"n", "psnr", "ssim", "ciede2000", "ab_error", "colorfulness",
-      "colorfulness_target", "colorfulness_gap", "fid", "lpips"}}``: means over the scored images
-      (``None`` when no image was scored), the corpus-level gap, and FID / LPIPS as
-      ``{"available": bool, "reason": str, "value": float (only when computed)}``.
-    - ``per_image``: one dict per image and method: ``{"file", "method", *METRIC_KEYS}``.
-    - ``skipped``: ``[{"file", "reason"}]``: unreadable files (and, for predictions, pairs that
-      could not be compared); never fatal.
-    - ``missing`` / ``extra``: (predictions only) ground-truth files with no prediction, and
-      predictions with no ground truth, by file name.
-    - ``settings``, ``model``: how the figures were made, and what was evaluated (path / config).
-    - ``samples``: images for the grid (first ``sample`` scored files in sorted order).
-    - ``paths``: the files :func:`write_report` wrote (empty until then).
-    """
-
-    methods: list[str]
-    summary: dict[str, dict[str, Any]]
-    per_image: list[dict[str, Any]]
-    skipped: list[dict[str, str]]
-    settings: dict[str, Any]
-    model: dict[str, Any] | None = None
-    missing: list[str] = field(default_factory=list)
-    extra: list[str] = field(default_factory=list)
-    samples: list[Sample] = field(default_factory=list, repr=False)
-    paths: dict[str, Path] = field(default_factory=dict)
-
-    @property
-    def n_images(self) -> int:
-        """Number of images scored (the same for every method)."""
-        return max((s["n"] for s in self.summary.values()), default=0)
-
-    def to_dict(self, per_image: bool = True) -> dict[str, Any]:
-        """JSON-safe dict (the content of ``metrics.json``): ``inf`` -> ``"inf"``, NaN -> ``None``."""
-        d: dict[str, Any] = {
-            "colorkit_version": __version__,
-            "settings": self.settings,
-            "model": self.model,
-            "methods": self.methods,
-            "summary": self.summary,
-            "n_images": self.n_images,
-            "skipped": self.skipped,
-            "missing": self.missing,
-            "extra": self.extra,
-            "sample_files": [s.file for s in self.samples],
-        }
-        if per_image:
-            d["per_image"] = self.per_image
-        return _json_safe(d)
-
-    def table(self) -> str:
-        """:func:`format_table` of this result."""
-        return format_table(self)
 
 
 class _Skip(Exception):
@@ -208,7 +125,7 @@ def evaluation_crop(img: Image.Image, size: int) -> Image.Image:
 
 def gray_input(img: Image.Image) -> Image.Image:
     """The gray photo a colorizer is given: ``color.to_gray`` of ``img``, 3 equal channels, 8 bits."""
-    return _to_pil(_u8(to_gray(_tensor(np.asarray(as_pil(img))))))
+    return as_pil(_u8(to_gray(_tensor(np.asarray(as_pil(img))))))
 
 
 def _check_size(size: int) -> int:
@@ -219,16 +136,12 @@ def _check_size(size: int) -> int:
 
 def _tensor(arr: np.ndarray) -> Tensor:
     """uint8 (H, W, 3) -> float64 (1, 3, H, W) in [0, 1]."""
-    return torch.from_numpy(np.array(arr, dtype=np.uint8)).permute(2, 0, 1).unsqueeze(0).double().div(255)
+    return image_to_tensor(arr, torch.float64).unsqueeze(0)
 
 
 def _u8(x: Tensor) -> np.ndarray:
     """(1, 3, H, W) in [0, 1] -> uint8 (H, W, 3), rounded as a saved image would be."""
     return x[0].clamp(0, 1).mul(255).round().to(torch.uint8).permute(1, 2, 0).contiguous().numpy()
-
-
-def _to_pil(arr: np.ndarray) -> Image.Image:
-    return Image.fromarray(arr, "RGB")
 
 
 def _same_aspect(a: tuple[int, int], b: tuple[int, int]) -> bool:
@@ -297,6 +210,13 @@ def _check_baselines(baselines: Sequence[str] | str | None) -> list[str]:
     if unknown:
         raise ValueError(f"unknown baseline(s) {unknown}; choose from {list(BASELINES)}")
     return list(dict.fromkeys(names))
+
+
+def _check_common(size: int, limit: int | None, sample: int,
+                  baselines: Sequence[str] | str | None) -> tuple[int, int | None, int, list[str]]:
+    """The arguments :func:`evaluate` and :func:`evaluate_predictions` share, checked."""
+    return (_check_size(size), _check_count(limit, "limit", allow_none=True),
+            _check_count(sample, "sample", allow_none=False), _check_baselines(baselines))
 
 
 def _check_count(value: int | None, name: str, allow_none: bool) -> int | None:
@@ -489,7 +409,7 @@ def _run(
             else:
                 assert predict is not None
                 try:
-                    out = predict(_to_pil(gray_u8))
+                    out = predict(as_pil(gray_u8))
                 except Exception as e:
                     raise RuntimeError(f"{case.name}: the colorizer failed ({type(e).__name__}: {e})") from e
                 preds[primary] = _check_prediction(out, case.name, size)
@@ -514,9 +434,9 @@ def _run(
             samples.append(
                 Sample(
                     file=case.name,
-                    gray=_to_pil(gray_u8),
-                    truth=_to_pil(truth_u8),
-                    predictions={m: _to_pil(preds[m]) for m in methods if m != "gray"},
+                    gray=as_pil(gray_u8),
+                    truth=as_pil(truth_u8),
+                    predictions={m: as_pil(preds[m]) for m in methods if m != "gray"},
                 )
             )
         n += 1
@@ -607,10 +527,7 @@ def evaluate(
     naming the file. ``fid=False`` skips FID even when its weights are on disk (``fid_weights``: a
     local InceptionV3 state dict). ``progress(done, total)`` is called after each photo.
     """
-    size = _check_size(size)
-    limit = _check_count(limit, "limit", allow_none=True)
-    sample = _check_count(sample, "sample", allow_none=False)
-    names = _check_baselines(baselines)
+    size, limit, sample, names = _check_common(size, limit, sample, baselines)
     if colorizer is None and not names:
         raise ValueError("nothing to evaluate: colorizer is None and no baselines were asked for")
     render_size = size if render_size is None else _check_size(render_size)
@@ -626,17 +543,8 @@ def evaluate(
     skipped: list[dict[str, str]] = []
     with _seeded(seed), torch.no_grad():
         methods, summary, rows, samples, extra = _run(
-            cases,
-            size=size,
-            predict=predict,
-            primary=MODEL_METHOD if colorizer is not None else None,
-            baselines=names,
-            sample=sample,
-            fid=fid,
-            fid_weights=fid_weights,
-            progress=progress,
-            skipped=skipped,
-        )
+            cases, size=size, predict=predict, primary=MODEL_METHOD if colorizer is not None else None,
+            baselines=names, sample=sample, fid=fid, fid_weights=fid_weights, progress=progress, skipped=skipped)
     settings = {
         "mode": "model" if colorizer is not None else "baselines",
         "source": [str(s) for s in source] if not isinstance(source, (str, os.PathLike)) else str(source),
@@ -703,10 +611,7 @@ def evaluate_predictions(
     of these is fatal. ``limit`` keeps the first ``limit`` matched pairs in sorted order. Other
     arguments as :func:`evaluate`.
     """
-    size = _check_size(size)
-    limit = _check_count(limit, "limit", allow_none=True)
-    sample = _check_count(sample, "sample", allow_none=False)
-    names = _check_baselines(baselines)
+    size, limit, sample, names = _check_common(size, limit, sample, baselines)
     pred_root, truth_root = Path(predictions_dir), Path(truth_dir)
     for what, d in (("predictions_dir", pred_root), ("truth_dir", truth_root)):
         if not d.is_dir():
@@ -724,17 +629,8 @@ def evaluate_predictions(
     cases = [_Case(_display_name(truths[s], truth_root), truths[s], preds[s]) for s in matched]
     with _seeded(seed), torch.no_grad():
         methods, summary, rows, samples, extra_settings = _run(
-            cases,
-            size=size,
-            predict=None,
-            primary=PREDICTIONS_METHOD,
-            baselines=names,
-            sample=sample,
-            fid=fid,
-            fid_weights=fid_weights,
-            progress=progress,
-            skipped=skipped,
-        )
+            cases, size=size, predict=None, primary=PREDICTIONS_METHOD, baselines=names, sample=sample, fid=fid,
+            fid_weights=fid_weights, progress=progress, skipped=skipped)
     settings = {
         "mode": "predictions",
         "predictions_dir": str(pred_root),
@@ -753,160 +649,3 @@ def evaluate_predictions(
     if out is not None:
         write_report(return_value, out)
     return return_value
-
-
-# ----------------------------------------------------------------------------------------------
-# reports
-
-
-def _json_safe(x: Any) -> Any:
-    """Recursively: inf -> "inf", -inf -> "-inf", NaN -> None, Path -> str, tuples -> lists."""
-    if isinstance(x, dict):
-        return {str(k): _json_safe(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_json_safe(v) for v in x]
-    if isinstance(x, (bool, type(None), str, int)):
-        return x
-    if isinstance(x, (float, np.floating)):
-        v = float(x)
-        if math.isnan(v):
-            return None
-        if math.isinf(v):
-            return "inf" if v > 0 else "-inf"
-        return v
-    if isinstance(x, np.integer):
-        return int(x)
-    if isinstance(x, os.PathLike):
-        return os.fspath(x)
-    return str(x)
-
-
-def _csv_value(v: Any) -> Any:
-    if isinstance(v, float):
-        if math.isinf(v):
-            return "inf" if v > 0 else "-inf"
-        if math.isnan(v):
-            return ""
-        return repr(v)
-    return v
-
-
-def _font(px: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
-    try:
-        return ImageFont.load_default(size=px)
-    except TypeError:  # Pillow < 10.1: fixed-size bitmap font
-        return ImageFont.load_default()
-
-
-_TITLES = {"model": "prediction", "predictions": "prediction", "mean_chroma": "mean chroma"}
-
-
-def _grid(result: EvalResult) -> Image.Image | None:
-    """Rows = sample photos; columns = gray input | predictions (model, baselines) | ground truth."""
-    if not result.samples:
-        return None
-    methods = [m for m in result.methods if m in result.samples[0].predictions]
-    titles = ["gray input", *[_TITLES.get(m, m) for m in methods], "ground truth"]
-    side = result.samples[0].truth.size[0]
-    cell = max(side, 128)  # tiny evaluation sizes are enlarged (nearest) so the grid stays readable
-    title_h, font, small = 28, _font(16), _font(11)
-    grid = Image.new("RGB", (cell * len(titles), title_h + cell * len(result.samples)), (255, 255, 255))
-    draw = ImageDraw.Draw(grid)
-    for c, title in enumerate(titles):
-        x0, x1 = c * cell, (c + 1) * cell
-        w = draw.textlength(title, font=font)
-        draw.text((x0 + (x1 - x0 - w) / 2, 6), title, fill=(0, 0, 0), font=font)
-    for r, s in enumerate(result.samples):
-        y = title_h + r * cell
-        images = [s.gray, *[s.predictions[m] for m in methods], s.truth]
-        for c, img in enumerate(images):
-            if img.size != (cell, cell):
-                img = img.resize((cell, cell), Image.Resampling.NEAREST)
-            grid.paste(img, (c * cell, y))
-        label = s.file if len(s.file) <= 40 else "..." + s.file[-37:]
-        box = draw.textbbox((4, y + cell - 16), label, font=small)
-        draw.rectangle((box[0] - 2, box[1] - 2, box[2] + 2, box[3] + 2), fill=(0, 0, 0))
-        draw.text((4, y + cell - 16), label, fill=(255, 255, 255), font=small)
-    return grid
-
-
-def write_report(result: EvalResult, out_dir: str | os.PathLike) -> dict[str, Path]:
-    """Write ``metrics.json``, ``metrics.csv`` and ``grid.png`` into ``out_dir``; return their paths.
-
-    - ``metrics.json``: :meth:`EvalResult.to_dict` (colorkit version, settings, model path / config,
-      summary per method, per-image rows, skipped / missing / extra files); PSNR ``inf`` is the
-      string ``"inf"``.
-    - ``metrics.csv``: one row per image and method: ``file, method, *METRIC_KEYS`` (``inf`` as is).
-    - ``grid.png``: the sample photos (rows) x gray input | prediction | baselines | ground truth
-      (columns, titled); the gray baseline is not repeated. Not written when there is no sample
-      (``sample=0`` or no image scored); its entry is then missing from the returned dict.
-
-    Every file is written atomically (temp file + ``os.replace``). Keys: ``"json"``, ``"csv"``,
-    ``"grid"``. Also stored in ``result.paths``.
-    """
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise NotADirectoryError(f"{out} exists and is not a folder; write_report needs a folder")
-    out.mkdir(parents=True, exist_ok=True)
-    paths: dict[str, Path] = {}
-    text = json.dumps(result.to_dict(), indent=2, allow_nan=False) + "\n"
-    paths["json"] = write_text_atomic(out / "metrics.json", text)
-    buf = _stdio.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["file", "method", *METRIC_KEYS])
-    for row in result.per_image:
-        writer.writerow([row["file"], row["method"], *[_csv_value(row[k]) for k in METRIC_KEYS]])
-    paths["csv"] = write_text_atomic(out / "metrics.csv", buf.getvalue())
-    grid = _grid(result)
-    if grid is not None:
-        paths["grid"] = save_image(grid, out / "grid.png")
-    result.paths = dict(paths)
-    return paths
-
-
-def _fmt(v: Any, digits: int) -> str:
-    if v is None:
-        return "-"
-    if isinstance(v, float) and math.isinf(v):
-        return "inf"
-    return f"{v:.{digits}f}"
-
-
-def format_table(result: EvalResult) -> str:
-    """A short aligned text table of the summary, one row per method, plus a footer.
-
-    Columns: method | PSNR (dB) | SSIM | dE2000 | ab err | CF (of the predictions) | dCF
-    (corpus-level gap to the ground truth's mean CF, given in the footer with the image count).
-    """
-    header = ["method", "PSNR", "SSIM", "dE2000", "ab err", "CF", "dCF"]
-    spec = [("psnr", 2), ("ssim", 4), ("ciede2000", 2), ("ab_error", 2)]
-    spec += [("colorfulness", 2), ("colorfulness_gap", 2)]
-    body = [[m, *[_fmt(result.summary[m][k], d) for k, d in spec]] for m in result.methods]
-    widths = [max(len(r[c]) for r in [header, *body]) for c in range(len(header))]
-
-    def line(cells: list[str]) -> str:
-        return "  ".join(
-            cells[0].ljust(widths[0]) if c == 0 else cells[c].rjust(widths[c]) for c in range(len(cells))
-        )
-
-    lines = [line(header), "  ".join("-" * w for w in widths), *[line(r) for r in body]]
-    n = result.n_images
-    gt_cf = next((s["colorfulness_target"] for s in result.summary.values()), None)
-    plural = "s" if n != 1 else ""
-    foot = f"{n} image{plural} at {result.settings.get('size')}px; ground-truth CF {_fmt(gt_cf, 2)}"
-    if result.skipped:
-        foot += f"; {len(result.skipped)} skipped"
-    if result.missing:
-        foot += f"; {len(result.missing)} missing"
-    if result.extra:
-        foot += f"; {len(result.extra)} extra"
-    lines.append(foot)
-    first = result.summary[result.methods[0]] if result.methods else {}
-    for key, label in (("fid", "FID"), ("lpips", "LPIPS")):
-        entry = first.get(key)
-        if isinstance(entry, dict) and entry.get("available"):
-            vals = ", ".join(f"{m} {_fmt(result.summary[m][key].get('value'), 2)}" for m in result.methods)
-            lines.append(f"{label}: {vals}")
-        elif isinstance(entry, dict):
-            lines.append(f"{label}: not available ({entry.get('reason')})")
-    return "\n".join(lines)

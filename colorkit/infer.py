@@ -6,18 +6,20 @@ The pipeline (a few small steps, each a function):
    ratio, in multiples of 32. The network never sees more pixels than that, whatever the photo's size.
 2. :func:`prepare_image` resizes the photo down to that shape: the network's input ``(3, h, w)``.
 3. :func:`predict_chroma` runs the network on a batch of those and returns the Lab chroma
-   ``(B, 2, h, w)`` of its prediction.
+   ``(B, 2, h, w)`` of its prediction, in fp32 or under bf16 autocast (``precision``, see
+   :mod:`colorkit.precision`; :func:`inference_format` puts the model in the matching memory format).
 4. :func:`merge_chroma` upsamples the chroma to full size and recombines it with the ORIGINAL
    full-resolution lightness, strip by strip so memory stays the output plus a few strips.
 
 Steps 2 and 4 use only numpy and PIL (no torch threads), so a batch job can run them on background
-threads while the network works on the next photo (see ``colorkit colorize``).
+threads while the network works on the next photo (:mod:`colorkit.pipeline` does, for many photos).
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -25,11 +27,13 @@ import torch
 from PIL import Image
 from torch import Tensor, nn
 
+from ._tensors import device_of, image_to_tensor
 from .color import _set_chroma_planes, rgb_to_lab
 from .io import as_pil
+from .precision import autocast, resolve_precision
 
-__all__ = ["DEFAULT_RENDER_SIZE", "colorize_image", "colorize_images", "merge_chroma", "predict_chroma",
-           "prepare_image", "render_shape"]
+__all__ = ["DEFAULT_RENDER_SIZE", "colorize_image", "colorize_images", "inference_format", "merge_chroma",
+           "predict_chroma", "predict_rgb", "prepare_image", "render_shape"]
 
 DEFAULT_RENDER_SIZE = 256
 _STRIP_PIXELS = 1 << 17  # rows are merged in strips of about 128k pixels (a few MB of work arrays)
@@ -47,24 +51,12 @@ def render_shape(w: int, h: int, render_size: int = DEFAULT_RENDER_SIZE, multipl
     return rh, rw
 
 
-def _device_of(model: nn.Module) -> torch.device:
-    p = next(model.parameters(), None)
-    return p.device if p is not None else torch.device("cpu")
-
-
-def _to_tensor(img: Image.Image) -> Tensor:
-    """PIL RGB -> (3, H, W) float32 in [0, 1] (numpy only: no torch threads)."""
-    arr = np.ascontiguousarray(np.asarray(img, dtype=np.uint8).transpose(2, 0, 1), dtype=np.float32)
-    arr /= np.float32(255)
-    return torch.from_numpy(arr)
-
-
 def _prepare(img: Image.Image, shape: tuple[int, int]) -> Tensor:
     rh, rw = shape
     if img.mode != "RGB":
         img = img.convert("RGB")
     small = img.resize((rw, rh), Image.Resampling.BICUBIC, reducing_gap=3.0)
-    return _to_tensor(small)
+    return image_to_tensor(small)
 
 
 def prepare_image(img: Image.Image, render_size: int = DEFAULT_RENDER_SIZE) -> Tensor:
@@ -75,16 +67,58 @@ def prepare_image(img: Image.Image, render_size: int = DEFAULT_RENDER_SIZE) -> T
     return _prepare(img, render_shape(*img.size, render_size=render_size))
 
 
+def _is_channels_last(model: nn.Module) -> bool:
+    """Whether ``model``'s first 4-d weight is stored ``channels_last`` (False for a model without one)."""
+    w = next((p for p in model.parameters() if p.ndim == 4), None)
+    return w is not None and not w.is_contiguous() and w.is_contiguous(memory_format=torch.channels_last)
+
+
+@contextlib.contextmanager
+def inference_format(model: nn.Module, precision: str = "fp32") -> Iterator[str]:
+    """Resolve ``precision`` on ``model``'s device and, for the ``with`` block, store ``model`` in the memory
+    format that precision runs fastest in (``channels_last`` for bf16); yields ``"bf16"`` or ``"fp32"``.
+
+    A model already in that format is left alone (free); otherwise it is converted and restored after."""
+    prec = resolve_precision(precision, device_of(model))
+    want_cl = prec == "bf16"
+    was_cl = _is_channels_last(model)
+    if want_cl != was_cl:
+        model.to(memory_format=torch.channels_last if want_cl else torch.contiguous_format)
+    try:
+        yield prec
+    finally:
+        if want_cl != was_cl:
+            model.to(memory_format=torch.channels_last if was_cl else torch.contiguous_format)
+
+
 @torch.no_grad()
-def predict_chroma(model: nn.Module, batch: Tensor) -> Tensor:
-    """Network prediction for ``batch`` (B, 3, h, w) in [0, 1] -> Lab chroma ``(B, 2, h, w)``."""
+def predict_rgb(model: nn.Module, batch: Tensor, precision: str = "fp32") -> Tensor:
+    """The generator's output for ``batch`` (B, 3, h, w) in [0, 1] -> RGB ``(B, 3, h, w)`` in [0, 1], float32 on
+    the CPU. Runs in eval mode on the model's device; the model's mode is restored after.
+
+    ``precision`` ``"fp32"``, ``"bf16"`` (autocast, ``channels_last`` input; colour conversions stay float32)
+    or ``"auto"`` (bf16 where the hardware has it, :func:`colorkit.precision.resolve_precision`). For bf16's
+    full speed the model should be ``channels_last`` too (:func:`inference_format`, or a
+    :class:`~colorkit.Colorizer` loaded with that precision)."""
+    device = device_of(model)
+    prec = resolve_precision(precision, device)
+    x = batch.to(device)
+    if prec == "bf16" and x.ndim == 4:
+        x = x.contiguous(memory_format=torch.channels_last)
     was_training = model.training
     model.eval()
     try:
-        out = model(batch.to(_device_of(model)))
+        with autocast(prec, device):
+            out = model(x)
     finally:
         model.train(was_training)
-    return rgb_to_lab(out.float().clamp(0, 1).cpu())[:, 1:]
+    return out.float().clamp(0, 1).contiguous().cpu()
+
+
+def predict_chroma(model: nn.Module, batch: Tensor, precision: str = "fp32") -> Tensor:
+    """Network prediction for ``batch`` (B, 3, h, w) in [0, 1] -> Lab chroma ``(B, 2, h, w)`` (see
+    :func:`predict_rgb` for ``precision``)."""
+    return rgb_to_lab(predict_rgb(model, batch, precision))[:, 1:]
 
 
 def _interp_weights(n_out: int, n_in: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -133,18 +167,18 @@ def merge_chroma(img: Image.Image, ab: Tensor, strength: float = 1.0) -> Image.I
 
 
 def colorize_image(model: nn.Module, img: Any, render_size: int = DEFAULT_RENDER_SIZE,
-                   strength: float = 1.0) -> Image.Image:
+                   strength: float = 1.0, precision: str = "fp32") -> Image.Image:
     """Colorize one photo (path, PIL image, numpy array or tensor) -> RGB PIL image of the same size.
 
-    ``strength`` scales the predicted chroma (see :func:`merge_chroma`)."""
+    ``strength`` scales the predicted chroma (see :func:`merge_chroma`); ``precision`` as :func:`predict_rgb`."""
     pil = as_pil(img)
-    ab = predict_chroma(model, prepare_image(pil, render_size).unsqueeze(0))[0]
+    ab = predict_chroma(model, prepare_image(pil, render_size).unsqueeze(0), precision)[0]
     return merge_chroma(pil, ab, strength)
 
 
 def colorize_images(
     model: nn.Module, imgs: Sequence[Any], render_size: int = DEFAULT_RENDER_SIZE, bs: int = 4,
-    strength: float = 1.0,
+    strength: float = 1.0, precision: str = "fp32",
 ) -> list[Image.Image]:
     """Colorize several photos, batching those that share a render shape. Returns images in input order."""
     pils = [as_pil(i) for i in imgs]
@@ -154,7 +188,7 @@ def colorize_images(
         idx = [i for i, s in enumerate(shapes) if s == shape]
         for k in range(0, len(idx), bs):
             chunk = idx[k : k + bs]
-            abs_ = predict_chroma(model, torch.stack([_prepare(pils[i], shape) for i in chunk]))
+            abs_ = predict_chroma(model, torch.stack([_prepare(pils[i], shape) for i in chunk]), precision)
             for i, ab in zip(chunk, abs_, strict=True):
                 results[i] = merge_chroma(pils[i], ab, strength)
     return [r for r in results if r is not None]

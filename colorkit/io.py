@@ -47,7 +47,10 @@ __all__ = [
     "atomic_write",
     "write_text_atomic",
     "write_json_atomic",
+    "remove_stale_temps",
     "find_images",
+    "is_glob",
+    "glob_base",
 ]
 
 MAX_PIXELS: int = 200_000_000
@@ -465,6 +468,28 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path
     return path
 
 
+def remove_stale_temps(paths: Iterable[str | os.PathLike]) -> int:
+    """Delete the temp files (``.{name}.tmp-*``) that a killed earlier :func:`atomic_write` left next to
+    ``paths`` (the final files; other files are never touched). Returns how many were removed."""
+    names: dict[Path, set[str]] = {}
+    for p in map(Path, paths):
+        names.setdefault(p.parent, set()).add(p.name)
+    removed = 0
+    for folder, ours in names.items():
+        if not folder.is_dir():
+            continue
+        with os.scandir(folder) as it:
+            for entry in it:
+                n = entry.name
+                if n.startswith(".") and _TEMP_MARK in n and n[1 : n.rindex(_TEMP_MARK)] in ours:
+                    try:
+                        os.unlink(entry.path)
+                        removed += 1
+                    except OSError:
+                        pass
+    return removed
+
+
 def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
     """Write ``text`` (UTF-8, newlines as given) to ``path`` with :func:`atomic_write`."""
     return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8", newline=""))
@@ -494,8 +519,19 @@ def _scan_dir(folder: Path, recursive: bool) -> list[Path]:
     return found
 
 
-def _has_magic(s: str) -> bool:
+def is_glob(s: str) -> bool:
+    """Whether ``s`` is a glob pattern (holds ``*``, ``?`` or ``[``)."""
     return any(c in s for c in "*?[")
+
+
+def glob_base(pattern: str) -> Path:
+    """The leading folders of a glob pattern that hold no wildcard: ``photos/*/a*.jpg`` -> ``photos``."""
+    fixed: list[str] = []
+    for part in Path(pattern).parts[:-1]:
+        if is_glob(part):
+            break
+        fixed.append(part)
+    return Path(*fixed) if fixed else Path(".")
 
 
 def find_images(paths: str | os.PathLike | Iterable[str | os.PathLike], recursive: bool = True) -> list[Path]:
@@ -515,7 +551,7 @@ def find_images(paths: str | os.PathLike | Iterable[str | os.PathLike], recursiv
             found.extend(_scan_dir(p, recursive))
         elif p.exists():
             found.append(p)
-        elif _has_magic(str(item)):
+        elif is_glob(str(item)):
             matches = glob.glob(str(item), recursive=recursive)
             if not matches:
                 raise FileNotFoundError(f"no files match the pattern {str(item)!r}")

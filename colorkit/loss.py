@@ -17,13 +17,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ._tensors import plain
 from ._weights import WeightsUnavailableError, resolve_weights
 from .color import AB_SCALE, imagenet_normalize, rgb_to_lab
 
 __all__ = ["LOSSES", "ChromaL1Loss", "FeatureLoss", "gram_matrix", "make_loss", "vgg16_bn_features",
            "vgg16_feature_loss"]
 
-LOSSES = ("feature", "l1")
 
 
 def gram_matrix(f: Tensor) -> Tensor:
@@ -39,11 +39,6 @@ def gram_matrix(f: Tensor) -> Tensor:
 def _compute_dtype(*xs: Tensor) -> torch.dtype:
     """float64 if any input is float64, else float32 (half inputs are upcast; autocast still applies)."""
     return torch.float64 if any(x.dtype == torch.float64 for x in xs) else torch.float32
-
-
-def _plain(x: Tensor) -> Tensor:
-    """Drop fastai's tensor subclasses (TensorImage, ...) so torch ops see plain tensors; keeps autograd."""
-    return x if type(x) is Tensor else x.as_subclass(Tensor)
 
 
 class FeatureLoss(nn.Module):
@@ -143,7 +138,7 @@ class FeatureLoss(nn.Module):
 
     def forward(self, pred: Tensor, targ: Tensor) -> Tensor:
         """Scalar loss for ``pred``, ``targ`` ``(B, 3, H, W)`` in ``[0, 1]``; only ``pred`` gets gradients."""
-        pred, targ = _plain(pred), _plain(targ)
+        pred, targ = plain(pred), plain(targ)
         if pred.shape != targ.shape or pred.ndim != 4 or pred.shape[1] != 3:
             raise ValueError(
                 f"FeatureLoss expects pred and targ of the same shape (B, 3, H, W), "
@@ -285,15 +280,22 @@ class ChromaL1Loss(nn.Module):
     """
 
     def forward(self, pred: Tensor, targ: Tensor) -> Tensor:
-        pred, targ = _plain(pred).float(), _plain(targ).float()
+        pred, targ = plain(pred).float(), plain(targ).float()
         return F.l1_loss(rgb_to_lab(pred)[:, 1:], rgb_to_lab(targ.detach())[:, 1:]) / AB_SCALE
+
+
+def _chroma_l1(pretrained: bool = True) -> nn.Module:
+    return ChromaL1Loss()
+
+
+LOSSES: dict[str, Callable[..., nn.Module]] = {"feature": vgg16_feature_loss, "l1": _chroma_l1}
+"""Generator losses by name: ``factory(pretrained=...) -> nn.Module`` on RGB ``(B, 3, H, W)`` in [0, 1].
+A new loss is one entry here (and one choice more for ``colorkit train --loss``)."""
 
 
 def make_loss(name: str = "feature", pretrained: bool = True) -> nn.Module:
     """The generator loss by name: ``"feature"`` (VGG16-BN feature loss, :func:`vgg16_feature_loss`, ImageNet
-    VGG when ``pretrained``) or ``"l1"`` (:class:`ChromaL1Loss`)."""
-    if name == "feature":
-        return vgg16_feature_loss(pretrained=pretrained)
-    if name == "l1":
-        return ChromaL1Loss()
-    raise ValueError(f"unknown loss {name!r}; choose one of {', '.join(LOSSES)}")
+    VGG when ``pretrained``) or ``"l1"`` (:class:`ChromaL1Loss`); see :data:`LOSSES`."""
+    if name not in LOSSES:
+        raise ValueError(f"unknown loss {name!r}; choose one of {', '.join(LOSSES)}")
+    return LOSSES[name](pretrained=pretrained)

@@ -18,7 +18,6 @@ from __future__ import annotations
 import importlib.util
 import math
 import os
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -26,6 +25,8 @@ import torch.nn.functional as F
 from fastai.learner import Metric
 from torch import Tensor
 
+from ._tensors import plain
+from ._weights import local_weights_file
 from .color import imagenet_normalize, rgb_to_lab
 
 __all__ = [
@@ -56,11 +57,6 @@ __all__ = [
 # ----------------------------------------------------------------------------------------------
 
 
-def _plain(x: Tensor) -> Tensor:
-    """Drop fastai tensor subclasses (``TensorImage``) so ops dispatch as plain tensors."""
-    return x.as_subclass(Tensor) if type(x) is not Tensor else x
-
-
 def _check_batch(x: Tensor, name: str) -> Tensor:
     if not isinstance(x, Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
@@ -71,7 +67,7 @@ def _check_batch(x: Tensor, name: str) -> Tensor:
         )
     if not x.is_floating_point():
         raise ValueError(f"{name} must be a floating point tensor in [0, 1], got {x.dtype}")
-    return _plain(x)
+    return plain(x)
 
 
 def _check_pair(pred: Tensor, targ: Tensor) -> tuple[Tensor, Tensor]:
@@ -210,8 +206,8 @@ def delta_e_ciede2000(lab1: Tensor, lab2: Tensor) -> Tensor:
         raise ValueError(
             f"lab1 and lab2 must have the same shape, got {tuple(lab1.shape)} and {tuple(lab2.shape)}"
         )
-    L1, a1, b1 = _plain(lab1).unbind(-3)
-    L2, a2, b2 = _plain(lab2).unbind(-3)
+    L1, a1, b1 = plain(lab1).unbind(-3)
+    L2, a2, b2 = plain(lab2).unbind(-3)
     two_pi = 2 * math.pi
     p25 = 25.0**7
 
@@ -313,8 +309,8 @@ def summarize(pred: Tensor, targ: Tensor) -> dict[str, float]:
 
 def _learn_pair(learn) -> tuple[Tensor, Tensor]:
     """``learn.pred`` (clamped to [0, 1]) and ``learn.y`` as plain, detached tensors."""
-    pred = _plain(learn.pred).detach().float().clamp(0, 1)
-    targ = _plain(learn.y).detach().float()
+    pred = plain(learn.pred).detach().float().clamp(0, 1)
+    targ = plain(learn.y).detach().float()
     return pred, targ
 
 
@@ -419,7 +415,7 @@ def colorize_metrics() -> list[Metric]:
 
 def _to_numpy(x):
     if isinstance(x, Tensor):
-        x = _plain(x).detach().cpu().double().numpy()
+        x = plain(x).detach().cpu().double().numpy()
     return np.asarray(x, dtype=np.float64)
 
 
@@ -474,26 +470,6 @@ def fid(pred_feats, targ_feats, eps: float = 1e-6) -> float:
     return frechet_distance(mu1, s1, mu2, s2, eps=eps)
 
 
-def _cached_weights(weights_enum) -> Path:
-    """Where torchvision would cache the file of a weights enum (``$TORCH_HOME/hub/checkpoints``)."""
-    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(weights_enum.url)
-
-
-def _resolve_weights(weights: str | os.PathLike | None, weights_enum, what: str) -> tuple[Path | None, str]:
-    if weights is not None:
-        p = Path(weights)
-        if p.is_file():
-            return p, f"{what} weights: local file {p}"
-        return None, f"{what} weights: no file at {p}"
-    p = _cached_weights(weights_enum)
-    if p.is_file():
-        return p, f"{what} weights: torchvision cache {p}"
-    return None, (
-        f"{what} weights are not in the torchvision cache: place {p.name} (from {weights_enum.url}) "
-        f"at {p}, set TORCH_HOME, or pass weights=<local .pth>; nothing is downloaded"
-    )
-
-
 def fid_available(weights: str | os.PathLike | None = None) -> tuple[bool, str]:
     """Whether InceptionV3 weights for FID are on disk, and why (not): ``(ok, reason)``.
 
@@ -504,7 +480,7 @@ def fid_available(weights: str | os.PathLike | None = None) -> tuple[bool, str]:
     """
     from torchvision.models import Inception_V3_Weights
 
-    path, reason = _resolve_weights(weights, Inception_V3_Weights.IMAGENET1K_V1, "InceptionV3")
+    path, reason = local_weights_file(weights, Inception_V3_Weights.IMAGENET1K_V1, "InceptionV3")
     return path is not None, reason
 
 
@@ -519,7 +495,7 @@ def inception_features(
     from torchvision.models import Inception_V3_Weights, inception_v3
 
     images = _check_batch(images, "images")
-    path, reason = _resolve_weights(weights, Inception_V3_Weights.IMAGENET1K_V1, "InceptionV3")
+    path, reason = local_weights_file(weights, Inception_V3_Weights.IMAGENET1K_V1, "InceptionV3")
     if path is None:
         raise FileNotFoundError(f"inception_features: {reason}")
     model = inception_v3(weights=None, aux_logits=True, transform_input=True, init_weights=False)
@@ -550,7 +526,7 @@ def lpips_available(weights: str | os.PathLike | None = None, net: str = "alex")
     }
     if net not in enums:
         raise ValueError(f"lpips_available: net must be 'alex' or 'vgg', got {net!r}")
-    path, reason = _resolve_weights(weights, *enums[net])
+    path, reason = local_weights_file(weights, *enums[net])
     missing = [] if path is not None else [reason]
     if importlib.util.find_spec("lpips") is None:
         missing.append("the `lpips` package (learned linear layers) is not installed")

@@ -3,7 +3,8 @@
 bf16 autocast with ``channels_last`` roughly halves a ResNet U-Net step on CPUs with bf16 instructions
 (``avx512_bf16`` or Intel AMX ``amx_bf16``) and on CUDA GPUs that support bf16; elsewhere it is slower
 than fp32, so ``"auto"`` picks it only where the hardware has it. Colour conversions and losses stay in
-float32 (see :class:`colorkit.models.ColorizerNet`).
+float32 (see :class:`colorkit.models.ColorizerNet`). This module imports only torch; the training callback
+:class:`~colorkit.callbacks.BF16Training` (also reachable here) lives with fastai in :mod:`colorkit.callbacks`.
 """
 
 from __future__ import annotations
@@ -14,10 +15,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import torch
-from fastai.callback.core import Callback
 from torch import nn
 
-__all__ = ["PRECISIONS", "BF16Training", "autocast", "cpu_bf16_flags", "has_bf16", "resolve_precision",
+__all__ = ["PRECISIONS", "autocast", "cpu_bf16_flags", "has_bf16", "resolve_precision",
            "to_precision"]
 
 PRECISIONS = ("auto", "bf16", "fp32")
@@ -75,37 +75,9 @@ def to_precision(model: nn.Module, precision: str, device: str | torch.device | 
     return model.to(memory_format=fmt)
 
 
-class BF16Training(Callback):
-    """Train under bf16 autocast with ``channels_last`` (CPU or CUDA); the loss is computed in float32.
+def __getattr__(name: str):  # noqa: ANN202 - PEP 562: the training callback needs fastai, loaded on first use
+    if name == "BF16Training":
+        from .callbacks import BF16Training
 
-    fastai's ``MixedPrecision`` only drives CUDA; this one autocasts on the model's device type. bf16 has
-    fp32's range, so no gradient scaling is needed.
-    """
-
-    order = 10  # after the data is on the device, before anything reads the prediction
-
-    def before_fit(self) -> None:
-        self.kind = _device_type(getattr(self.dls, "device", None))
-        self.learn.model.to(memory_format=torch.channels_last)
-        self._ctx: contextlib.AbstractContextManager | None = None
-
-    def before_batch(self) -> None:
-        xb = tuple(x.contiguous(memory_format=torch.channels_last) if x.ndim == 4 else x for x in self.xb)
-        self.learn.xb = xb
-        self._ctx = torch.autocast(self.kind, dtype=torch.bfloat16)
-        self._ctx.__enter__()
-
-    def _exit(self) -> None:
-        if self._ctx is not None:
-            self._ctx.__exit__(None, None, None)
-            self._ctx = None
-
-    def after_pred(self) -> None:
-        self._exit()
-
-    def after_batch(self) -> None:
-        self._exit()  # a batch cancelled inside the forward pass must not leave autocast on
-
-    def after_fit(self) -> None:
-        self._exit()
-        self.learn.model.to(memory_format=torch.contiguous_format)
+        return BF16Training
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,4 +1,7 @@
-"""The ``colorkit`` command line, driven through ``main([...])`` (and once as ``python -m colorkit``)."""
+"""The ``colorkit`` command line, driven through ``main([...])`` (and once as ``python -m colorkit``).
+
+The batch engine under ``colorkit colorize`` is tested as a library in test_pipeline.py; here: what the
+commands add (options, messages, exit codes, signals) and that they call the library."""
 
 from __future__ import annotations
 
@@ -14,12 +17,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image, ImageCms
+from PIL import Image
 
+import colorkit.modelcard
 from colorkit import cli
-from colorkit.cli import main, plan_colorize
+from colorkit.cli import _common, main
 from colorkit.learner import load_colorizer, save_colorizer
 from colorkit.models import create_generator
+from colorkit.pipeline import FAILURES_FILE
 from tests.conftest import make_photo
 
 REPO = Path(__file__).resolve().parents[1]
@@ -38,7 +43,7 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-_LOADED: dict[tuple[str, str], object] = {}
+_LOADED: dict[tuple[str, str, str], object] = {}
 
 
 @pytest.fixture(autouse=True)
@@ -49,20 +54,20 @@ def _reuse_loaded_models(request: pytest.FixtureRequest, monkeypatch: pytest.Mon
     """
     if "real_loading" in request.fixturenames:
         return
-    real = cli._load_model
+    real = _common.load_model
 
-    def load(path: Path, device: str = "cpu") -> object:
-        key = (str(Path(path).resolve()), device)
+    def load(path: Path, device: str = "cpu", precision: str = "fp32") -> object:
+        key = (str(Path(path).resolve()), device, precision)
         if key not in _LOADED:
-            _LOADED[key] = real(path, device)
+            _LOADED[key] = real(path, device, precision)
         return _LOADED[key]
 
-    monkeypatch.setattr(cli, "_load_model", load)
+    monkeypatch.setattr(_common, "load_model", load)
 
 
 @pytest.fixture
 def real_loading() -> None:
-    """Marker fixture: this test loads models with the real ``cli._load_model``."""
+    """Marker fixture: this test loads models with the real ``colorkit.cli._common.load_model``."""
 
 
 def _exif_rotated(path: Path) -> None:
@@ -143,6 +148,49 @@ def test_top_level_help_version_and_no_command(capsys):
     assert main(["colorize"]) == 2  # INPUT and -o are required
 
 
+def test_each_subcommand_is_one_module_listed_once():
+    import importlib
+
+    assert {"colorize", "train", "evaluate", "info", "demo"} <= set(cli.COMMANDS)  # and serve, video, export, ...
+    assert len(set(cli.COMMANDS)) == len(cli.COMMANDS)
+    for name in cli.COMMANDS:
+        module = importlib.import_module(f"colorkit.cli.{name}")
+        assert callable(module.add_parser) and callable(module.run), name
+
+
+def test_a_new_subcommand_is_a_module_and_a_line(monkeypatch, capsys):
+    """What a later ``colorkit video`` / ``serve`` / ``export`` needs: add_parser + run, and its name in COMMANDS."""
+    import types
+
+    hello = types.ModuleType("colorkit.cli.hello")
+
+    def add_parser(sub):
+        p = sub.add_parser("hello", help="say hello")
+        p.add_argument("--name", default="world")
+        return p
+
+    hello.add_parser, hello.run = add_parser, lambda args: print(f"hello {args.name}") or 0
+    monkeypatch.setitem(sys.modules, "colorkit.cli.hello", hello)
+    monkeypatch.setattr(cli, "COMMANDS", (*cli.COMMANDS, "hello"))
+    assert main(["hello", "--name", "colorkit"]) == 0
+    assert capsys.readouterr().out == "hello colorkit\n"
+
+
+def test_help_imports_neither_torch_nor_fastai():
+    code = ("import sys, contextlib, io\nfrom colorkit.cli import main\n"
+            "with contextlib.redirect_stdout(io.StringIO()):\n    main(['--help']); main(['colorize', '--help'])\n"
+            "print(sorted(m for m in ('torch', 'fastai', 'numpy', 'PIL') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out
+
+
+def test_loss_choices_match_the_library():
+    from colorkit.cli.train import LOSSES
+    from colorkit.loss import LOSSES as LIBRARY_LOSSES
+
+    assert set(LOSSES) == set(LIBRARY_LOSSES)
+
+
 # ----------------------------------------------------------------------------------------------
 # colorize
 
@@ -161,88 +209,11 @@ def test_colorize_folder_with_good_and_bad_files(mixed_dir, tiny_model, tmp_path
             assert im.mode == "RGB"
     for bad in BAD:  # each failure is reported with its reason, in the summary and the failures file
         assert f"{mixed_dir / bad}:" in text.out
-    failures = (out / cli.FAILURES_FILE).read_text()
+    failures = (out / FAILURES_FILE).read_text()
     assert {Path(line.split("\t")[0]).name for line in failures.splitlines()} == BAD
     assert "truncated" in failures and "not an image" in failures
     assert "7 colorized" in text.out and "2 failed" in text.out
     assert not _temp_files(out)
-
-
-def test_main_thread_runs_only_the_network_merge_and_write_run_behind(photo_dir, tiny_model, tmp_path,
-                                                                     monkeypatch):
-    import colorkit.infer as infer
-
-    threads: dict[str, set[str]] = {"predict": set(), "merge": set(), "save": set()}
-    real_predict, real_merge, real_save = infer.predict_chroma, infer.merge_chroma, Image.Image.save
-
-    def spy(step, fn):
-        def wrapped(*args, **kwargs):
-            threads[step].add(threading.current_thread().name)
-            return fn(*args, **kwargs)
-        return wrapped
-
-    monkeypatch.setattr(infer, "predict_chroma", spy("predict", real_predict))
-    monkeypatch.setattr(infer, "merge_chroma", spy("merge", real_merge))
-    monkeypatch.setattr(Image.Image, "save", spy("save", real_save))
-    out = tmp_path / "out"
-    assert main(["colorize", str(photo_dir), "-r", "-o", str(out), "--model", str(tiny_model), "-q"]) == 0
-    assert len(_outputs(out)) == 12
-    assert threads["predict"] == {threading.main_thread().name}
-    for step in ("merge", "save"):
-        assert threads[step] and all(name.startswith("colorkit-io") for name in threads[step]), threads
-
-
-def test_a_failing_merge_fails_that_file_only(photo_dir, tiny_model, tmp_path, monkeypatch, capsys):
-    import colorkit.infer as infer
-
-    real_merge = infer.merge_chroma
-
-    def merge(img, ab):
-        if img.height == 28:  # img_01, img_04, img_07, img_10
-            raise MemoryError("no room for the full-size result")
-        return real_merge(img, ab)
-
-    monkeypatch.setattr(infer, "merge_chroma", merge)
-    out = tmp_path / "out"
-    assert main(["colorize", str(photo_dir), "-r", "-o", str(out), "--model", str(tiny_model), "-q"]) == 1
-    text = capsys.readouterr().out
-    assert "8 colorized" in text and "4 failed" in text
-    assert "colorizing failed: MemoryError: no room for the full-size result" in text
-    assert len(_outputs(out)) == 8 and not _temp_files(out)
-    failed = {Path(line.split("\t")[0]).stem for line in (out / cli.FAILURES_FILE).read_text().splitlines()}
-    assert failed == {"img_01", "img_04", "img_07", "img_10"}
-
-
-@pytest.mark.parametrize("jobs", [1, 2])
-def test_photos_in_flight_stay_bounded(tmp_path, tiny_model, monkeypatch, jobs):
-    """However many photos there are, only a few are decoded at once (slow writes make the queue back up)."""
-    src = tmp_path / "in"
-    src.mkdir()
-    for i in range(16):
-        make_photo(24, 32, seed=i).save(src / f"p{i:02d}.png")
-    lock, alive, peak = threading.Lock(), [0], [0]
-    real_read, real_finish = cli._read_and_prepare, cli._merge_and_write
-
-    def read(*args):
-        with lock:
-            alive[0] += 1
-            peak[0] = max(peak[0], alive[0])
-        return real_read(*args)
-
-    def finish(*args):
-        time.sleep(0.05)
-        try:
-            return real_finish(*args)
-        finally:
-            with lock:
-                alive[0] -= 1
-
-    monkeypatch.setattr(cli, "_read_and_prepare", read)
-    monkeypatch.setattr(cli, "_merge_and_write", finish)
-    out = tmp_path / "out"
-    assert main(["colorize", str(src), "-o", str(out), "--model", str(tiny_model), "-q", "--jobs", str(jobs)]) == 0
-    assert len(_outputs(out)) == 16 and alive[0] == 0
-    assert peak[0] <= max(2, jobs) + jobs  # decoded ahead + waiting to be merged and written
 
 
 def test_second_run_skips_and_overwrite_redoes(tmp_path, tiny_model, capsys):
@@ -297,48 +268,6 @@ def test_refuses_to_write_over_inputs(mixed_dir, tiny_model, capsys):
     assert {p: p.stat().st_mtime_ns for p in mixed_dir.rglob("*")} == stamps
 
 
-def test_plan_refuses_two_inputs_with_one_output(tmp_path):
-    for d in ("a", "b"):
-        (tmp_path / d).mkdir()
-        make_photo(8, 8).save(tmp_path / d / "x.png")
-    with pytest.raises(cli.CLIError, match="both be written"):
-        plan_colorize([str(tmp_path / "a" / "x.png"), str(tmp_path / "b" / "x.png")], tmp_path / "out")
-    jobs = plan_colorize([str(tmp_path / "a"), str(tmp_path / "a" / "x.png")], tmp_path / "out")
-    assert len(jobs) == 1  # the same file given twice is colorized once
-
-
-def test_exif_and_icc_profile_are_kept(tmp_path, tiny_model):
-    src = tmp_path / "in"
-    src.mkdir()
-    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
-    exif = Image.Exif()
-    exif[0x0112] = 8  # rotate 270
-    exif[0x010F] = "TestCam"
-    make_photo(20, 30, seed=1).save(src / "a.jpg", exif=exif.tobytes(), icc_profile=icc)
-    make_photo(20, 30, seed=2).save(src / "b.png", icc_profile=icc)
-    out = tmp_path / "out"
-    assert main(["colorize", str(src), "-o", str(out), "--model", str(tiny_model), "-q"]) == 0
-    with Image.open(out / "a.jpg") as im:
-        assert im.info.get("icc_profile") == icc
-        ex = im.getexif()
-        assert ex.get(0x010F) == "TestCam" and ex.get(0x0112, 1) == 1  # orientation applied, tag reset
-        assert im.size == (20, 30)  # shown upright: 30 x 20 stored, rotated
-    with Image.open(out / "b.png") as im:
-        assert im.info.get("icc_profile") == icc
-
-
-def test_icc_profile_of_another_colour_space_is_dropped(tmp_path, tiny_model):
-    """A gray scan's gray ICC profile would misdescribe the RGB output: it is not copied."""
-    icc = bytearray(ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes())
-    icc[16:20] = b"GRAY"
-    src = tmp_path / "scan.jpg"
-    make_photo(20, 30).convert("L").save(src, icc_profile=bytes(icc))
-    out = tmp_path / "out"
-    assert main(["colorize", str(src), "-o", str(out), "--model", str(tiny_model), "-q"]) == 0
-    with Image.open(out / "scan.jpg") as im:
-        assert im.mode == "RGB" and not im.info.get("icc_profile")
-
-
 def test_interrupted_run_leaves_complete_files_and_resumes(
     mixed_dir, tiny_model, tmp_path, monkeypatch, capsys
 ):
@@ -378,20 +307,20 @@ def test_interrupted_run_leaves_complete_files_and_resumes(
     assert not _temp_files(out)
 
 
-def test_stale_temp_files_of_a_killed_run_are_removed(mixed_dir, tiny_model, tmp_path):
-    out = tmp_path / "out"
-    out.mkdir()
-    stale = out / f".good.jpg{TEMP_MARK}deadbeef"
-    stale.write_bytes(b"half a jpeg")
-    other = out / ".keep-me"
-    other.write_text("not ours")
-    main(["colorize", str(mixed_dir / "good.jpg"), "-o", str(out), "--model", str(tiny_model), "-q"])
-    assert not stale.exists() and other.exists()
-    assert (out / "good.jpg").is_file()
+def test_strength_is_checked_and_reaches_the_pipeline(tmp_path, tiny_model, capsys):
+    src = tmp_path / "a.png"
+    make_photo(20, 24, seed=3).save(src)
+    model = ["--model", str(tiny_model), "-q"]
+    assert main(["colorize", str(src), "-o", str(tmp_path / "o"), "--strength", "2.5", *model]) == 2
+    assert "--strength must be between 0 and 2" in capsys.readouterr().err
+    assert main(["colorize", str(src), "-o", str(tmp_path / "gray"), "--strength", "0", *model]) == 0
+    assert "strength 0" in capsys.readouterr().out
+    a = np.asarray(Image.open(tmp_path / "gray" / "a.png")).astype(int)
+    assert np.abs(a - a.mean(axis=-1, keepdims=True)).max() <= 1  # no colour at strength 0
 
 
 def test_missing_starter_model_gives_a_clear_error(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(cli, "DEFAULT_MODEL", tmp_path / "no-such-starter")
+    monkeypatch.setattr(colorkit.modelcard, "STARTER_MODEL", tmp_path / "no-such-starter")
     make_photo(8, 8).save(tmp_path / "a.png")
     assert main(["colorize", str(tmp_path / "a.png"), "-o", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
@@ -477,7 +406,9 @@ def test_demo_writes_grid_and_results(tiny_model, tmp_path, capsys):
     assert str(grid) in text
     with Image.open(grid) as im:
         assert im.width > im.height  # gray | colorized | original side by side
-    samples = cli._demo_samples()
+    from colorkit.samples import load_samples
+
+    samples = load_samples()
     assert {name for name, *_ in samples} >= {"grace_hopper", "synthetic_scene"}
     for name, original, _ in samples:
         with Image.open(out / f"{name}_colorized.png") as im:
@@ -529,13 +460,14 @@ def test_train_fine_tunes_the_starter_by_default_then_runs_nogan(
     photo_dir, tiny_model, tmp_path, monkeypatch, capsys
 ):
     """The wiring of ``train`` (training itself replaced): starting model, stages, GAN call, skip list."""
+    import importlib
     import shutil
     from types import SimpleNamespace
 
-    import colorkit.gan
     import colorkit.train
 
-    monkeypatch.setattr(cli, "DEFAULT_MODEL", tiny_model)
+    nogan_module = importlib.import_module("colorkit.nogan")  # colorkit.nogan the attribute is the function
+    monkeypatch.setattr(colorkit.modelcard, "STARTER_MODEL", tiny_model)
     calls: dict[str, dict] = {}
 
     def fake_train(data, out, stages, **kwargs):
@@ -546,10 +478,10 @@ def test_train_fine_tunes_the_starter_by_default_then_runs_nogan(
 
     def fake_gan(model, data, out, **kwargs):
         calls["gan"] = {"model": model, "data": data, "out": out, **kwargs}
-        return {"kept_start": False, "best_iter": 50}
+        return SimpleNamespace(kept_start=False, best_iter=50)
 
     monkeypatch.setattr(colorkit.train, "train_colorizer", fake_train)
-    monkeypatch.setattr(colorkit.gan, "train_gan", fake_gan)
+    monkeypatch.setattr(nogan_module, "train_gan", fake_gan)
     out = tmp_path / "m"
     code = main(["train", str(photo_dir), "-o", str(out), "--stages", "32:2:4,48:1:2", "--gan",
                  "--gan-iters", "10", "--seed", "3", "--no-resume", "--max-items", "5"])
@@ -559,7 +491,7 @@ def test_train_fine_tunes_the_starter_by_default_then_runs_nogan(
     assert t["from_model"] == tiny_model and t["arch"] == "resnet18" and t["mode"] == "lab"
     assert [(s.size, s.epochs, s.bs) for s in t["stages"]] == [(32, 2, 4), (48, 1, 2)]
     assert t["resume"] is False and t["seed"] == 3 and t["valid"] is None
-    assert len(t["data"]) == 5 and all(Path(f).parent == photo_dir for f in t["data"])  # --max-items sample
+    assert len(t["data"]) == 5 and all(Path(f).is_relative_to(photo_dir) for f in t["data"])  # --max-items
     g = calls["gan"]
     assert (g["model"], g["out"], g["size"], g["bs"], g["n_iter"]) == (out, out, 48, 2, 10)
     assert "fine-tuning the starter model" in text and "x.jpg: truncated image data" in text
@@ -575,16 +507,6 @@ def test_train_fine_tunes_the_starter_by_default_then_runs_nogan(
     assert main(["train", str(photo_dir), "-o", str(tmp_path / "m3"), "--from", str(tiny_model),
                  "--arch", "resnet34"]) == 2
     assert "does not match" in capsys.readouterr().err and not calls
-
-
-def test_training_metrics_come_from_the_last_stage(tmp_path):
-    (tmp_path / "config.json").write_text(json.dumps({
-        "training": {"data": {"n_valid": 3},
-                     "history": [{"stage": 0, "size": 32, "valid_loss": 2.0},
-                                 {"stage": 1, "size": 64, "seconds": 1.0, "valid_loss": 1.5, "psnr": 20.0}],
-                     }}))
-    assert cli._training_metrics(tmp_path) == {
-        "split": "training validation split (last stage)", "n_valid": 3, "valid_loss": 1.5, "psnr": 20.0}
 
 
 @pytest.mark.slow
@@ -608,3 +530,14 @@ def test_train_tiny_model_end_to_end(photo_dir, tmp_path, capsys, real_loading):
     assert metrics["methods"][0] == "model" and metrics["n_images"] == 3
     assert (model / "grid.png").is_file()
     assert clr.config["training"]["data"]["n_train"] == 12
+
+
+def test_precision_is_checked_and_reaches_the_model(tmp_path, tiny_model, capsys):
+    src = tmp_path / "a.png"
+    make_photo(20, 24, seed=3).save(src)
+    model = ["--model", str(tiny_model), "-q"]
+    assert main(["colorize", str(src), "-o", str(tmp_path / "o"), "--precision", "fp16", *model]) == 2
+    for prec in ("fp32", "bf16"):
+        assert main(["colorize", str(src), "-o", str(tmp_path / prec), "--precision", prec, *model]) == 0
+        assert f", {prec}), output" in capsys.readouterr().out
+        assert Image.open(tmp_path / prec / "a.png").size == (24, 20)

@@ -347,3 +347,27 @@ def test_real_photos(shared_data: Path) -> None:
             assert 0 <= float(t.min()) and float(t.max()) <= 1
         assert torch.equal(plain(x), to_gray(plain(y)))
         assert photo_chroma(plain(y[0])) > 0.5
+
+
+def test_sample_files_is_seeded_nested_and_ordered():
+    from colorkit.data import sample_files
+
+    files = [Path(f"p{i:02d}.jpg") for i in range(20)]
+    a = sample_files(files, 5, seed=3)
+    assert a == sample_files(files, 5, seed=3) and a == sorted(a) and len(set(a)) == 5
+    assert set(a) < set(sample_files(files, 9, seed=3))  # a larger sample keeps the smaller one's files
+    assert a != sample_files(files, 5, seed=4)
+    assert sample_files(files, None) == files and sample_files(files, 50) == files
+    with pytest.raises(ValueError, match=">= 1"):
+        sample_files(files, 0)
+
+
+def test_center_crop_and_find_photos(photo_dir: Path, tmp_path: Path) -> None:
+    from colorkit.data import center_crop, find_photos
+
+    out = center_crop(make_photo(30, 50), 16)
+    assert out.size == (16, 16)
+    assert len(find_photos(photo_dir)) == 12
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="no image files \\(valid photos\\)"):
+        find_photos(tmp_path / "empty", "valid photos")

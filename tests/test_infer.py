@@ -7,8 +7,10 @@ from colorkit.color import lab_to_rgb, lab_to_rgb_keep_lightness, rgb_to_luminan
 from colorkit.infer import (
     colorize_image,
     colorize_images,
+    inference_format,
     merge_chroma,
     predict_chroma,
+    predict_rgb,
     prepare_image,
     render_shape,
 )
@@ -181,3 +183,50 @@ def test_prepare_predict_merge_is_colorize_image(gen):
     assert 0 <= float(x.min()) and float(x.max()) <= 1
     ab = predict_chroma(gen, x.unsqueeze(0))[0]
     assert np.array_equal(np.asarray(merge_chroma(img, ab)), np.asarray(colorize_image(gen, img, render_size=32)))
+
+
+# ----------------------------------------------------------------------------------------------
+# precision
+
+
+def _is_channels_last(model: torch.nn.Module) -> bool:
+    w = next(p for p in model.parameters() if p.ndim == 4)
+    return w.is_contiguous(memory_format=torch.channels_last) and not w.is_contiguous()
+
+
+def test_bf16_prediction_is_close_to_fp32_and_float32(gen):
+    x = prepare_image(make_photo(64, 96, seed=3), render_size=64).unsqueeze(0)
+    fp32 = predict_rgb(gen, x, precision="fp32")
+    with inference_format(gen, "bf16") as prec:
+        assert prec == "bf16" and _is_channels_last(gen)
+        bf16 = predict_rgb(gen, x, precision="bf16")
+    assert not _is_channels_last(gen)  # restored
+    assert bf16.dtype == torch.float32 and bf16.shape == fp32.shape and bf16.is_contiguous()
+    diff = (bf16 - fp32).abs()
+    assert 0 < float(diff.mean()) < 0.02  # bf16 really ran, and it is a small change
+    # without channels_last bf16 gives nearly the same (the memory format is for speed; bf16 rounds differently
+    # in the other kernels, and this random network's saturated pixels can flip)
+    assert float((predict_rgb(gen, x, precision="bf16") - bf16).abs().mean()) < 0.02
+
+
+def test_auto_precision_follows_the_hardware(gen, monkeypatch):
+    import colorkit.precision as precision
+
+    x = torch.rand(1, 3, 32, 32)
+    monkeypatch.setattr(precision, "cpu_bf16_flags", lambda cpuinfo="": ())
+    assert torch.equal(predict_rgb(gen, x, precision="auto"), predict_rgb(gen, x, precision="fp32"))
+    with inference_format(gen, "auto") as prec:
+        assert prec == "fp32" and not _is_channels_last(gen)
+    monkeypatch.setattr(precision, "cpu_bf16_flags", lambda cpuinfo="": ("avx512_bf16",))
+    with inference_format(gen, "auto") as prec:
+        assert prec == "bf16" and _is_channels_last(gen)
+    with pytest.raises(ValueError, match="precision"):
+        predict_rgb(gen, x, precision="fp16")
+
+
+def test_colorize_image_in_bf16_keeps_size_and_lightness(gen):
+    img = make_photo(40, 60, seed=9)
+    out = colorize_image(gen, img, render_size=32, precision="bf16")
+    assert out.size == img.size and (_L(out) - _L(img)).abs().mean() < 0.5
+    outs = colorize_images(gen, [img, img], render_size=32, precision="bf16")
+    assert np.array_equal(np.asarray(outs[0]), np.asarray(out))

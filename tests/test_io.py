@@ -624,3 +624,23 @@ def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
         atomic_write(target, broken)
     assert json.loads(target.read_text())["a"] == 1  # untouched
     assert sorted(p.name for p in target.parent.iterdir()) == ["config.json"]  # no temp file left
+
+
+def test_glob_helpers():
+    from colorkit.io import glob_base, is_glob
+
+    assert is_glob("a/*.jpg") and is_glob("x?.png") and is_glob("[ab].png") and not is_glob("plain/path.jpg")
+    assert glob_base("photos/2020/*/a*.jpg") == Path("photos/2020") and glob_base("*.jpg") == Path(".")
+
+
+def test_remove_stale_temps_only_touches_temps_of_the_given_files(tmp_path):
+    from colorkit.io import remove_stale_temps
+
+    ours = tmp_path / ".a.jpg.tmp-deadbeef"
+    ours.write_bytes(b"half")
+    other_temp = tmp_path / ".b.jpg.tmp-cafe"  # b.jpg is not in this run
+    other_temp.write_bytes(b"half")
+    hidden = tmp_path / ".a.jpg-notes"
+    hidden.write_text("not a temp file")
+    assert remove_stale_temps([tmp_path / "a.jpg", tmp_path / "missing" / "c.jpg"]) == 1
+    assert not ours.exists() and other_temp.exists() and hidden.exists()

@@ -159,3 +159,22 @@ def test_config_without_mode_loads_as_rgb(tmp_path):
     del cfg["generator"]["mode"]  # written before lab became the default
     cfg_file.write_text(json.dumps(cfg))
     assert load_colorizer(tmp_path / "old").model.mode == "rgb"
+
+
+def test_colorizer_precision(learn, tmp_path):
+    import colorkit.precision as precision
+
+    learn.save_colorizer(tmp_path / "m", half=False, render_size=32)
+    img = make_photo(30, 40, seed=5)
+    fp32 = load_colorizer(tmp_path / "m")
+    bf16 = load_colorizer(tmp_path / "m", precision="bf16")
+    assert fp32.precision == "fp32" and bf16.precision == "bf16" and "precision=bf16" in repr(bf16)
+    w = next(p for p in bf16.model.parameters() if p.ndim == 4)
+    assert w.is_contiguous(memory_format=torch.channels_last)  # bf16 runs channels_last
+    a, b = np.asarray(fp32.colorize(img), int), np.asarray(bf16.colorize(img), int)
+    assert a.shape == b.shape and np.abs(a - b).mean() < 3
+    assert np.abs(np.asarray(learn.colorize(img, render_size=32, precision="fp32"), int) - a).max() <= 1
+    auto = load_colorizer(tmp_path / "m", precision="auto")
+    assert auto.precision == ("bf16" if precision.has_bf16("cpu") else "fp32")
+    with pytest.raises(ValueError, match="precision"):
+        load_colorizer(tmp_path / "m", precision="fp16")

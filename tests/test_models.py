@@ -1,3 +1,7 @@
+import json
+from dataclasses import asdict, dataclass
+from typing import ClassVar
+
 import pytest
 import torch
 
@@ -130,3 +134,97 @@ def test_pretrained_offline_fails_clearly(tmp_path, monkeypatch):
         torch.hub.set_dir(old)
     msg = str(e.value)
     assert "resnet34" in msg and "pretrained=False" in msg and str(tmp_path) in msg
+
+
+# ----------------------------------------------------------------------------------------------
+# the registry of generator kinds
+
+
+@dataclass
+class _PlainConfig:
+    """A toy kind: one convolution, to show what a new architecture has to provide."""
+
+    kind: ClassVar[str] = "plain_conv_test"
+    width: int = 3
+    mode: str = "lab"
+    img_size: int = 32
+    chroma_head: str = "regress"
+    bin_step: float = 10.0
+    temperature: float = 0.38
+
+    @property
+    def n_out(self) -> int:
+        return 3 if self.mode == "rgb" else 2
+
+    def to_dict(self) -> dict:
+        return {"kind": self.kind, **asdict(self)}
+
+
+@pytest.fixture
+def plain_kind():
+    from colorkit.models import GENERATORS, register_generator
+
+    @register_generator("plain_conv_test", _PlainConfig, split=lambda m: [list(m.parameters())])
+    def plain_conv(cfg, encoder_state_dict=None):
+        conv = torch.nn.Conv2d
+        return torch.nn.Sequential(conv(3, cfg.width, 3, padding=1), conv(cfg.width, cfg.n_out, 1), torch.nn.Tanh())
+
+    yield plain_conv
+    GENERATORS.pop("plain_conv_test", None)
+
+
+def test_a_registered_kind_is_saved_and_rebuilt_by_load_colorizer(plain_kind, tmp_path):
+    from colorkit import build_generator, load_colorizer, save_colorizer
+
+    torch.manual_seed(0)
+    net = build_generator(_PlainConfig(width=5))
+    assert isinstance(net, ColorizerNet) and net.config.width == 5 and net.mode == "lab"
+    save_colorizer(net, tmp_path / "m", half=False, render_size=32)
+    assert json.loads((tmp_path / "m" / "config.json").read_text())["generator"]["kind"] == "plain_conv_test"
+    clr = load_colorizer(tmp_path / "m")
+    assert isinstance(clr.model.unet, torch.nn.Sequential) and clr.model.unet[0].out_channels == 5
+    x = torch.rand(1, 3, 32, 32)
+    torch.testing.assert_close(clr.model(x), net.eval()(x))
+    assert clr.colorize(torch.rand(3, 20, 30)).size == (30, 20)
+
+
+def test_colorize_learner_takes_a_config_of_any_kind(plain_kind, photo_dir):
+    from colorkit import colorize_dls, colorize_learner
+
+    learn = colorize_learner(colorize_dls(photo_dir, size=16, bs=4), config=_PlainConfig(), pretrained=False,
+                             loss="l1", metrics=[])
+    assert learn.colorizer_config.kind == "plain_conv_test" and len(learn.splitter(learn.model)) == 1
+    x, y = learn.dls.one_batch()
+    assert learn.loss_func(learn.model(x), y).ndim == 0
+    with pytest.raises(ValueError, match="no pretrained encoder"):
+        colorize_learner(learn.dls, config=_PlainConfig(), pretrained=True, loss="l1")
+
+
+def test_registry_refusals(plain_kind):
+    from colorkit.models import build_generator, generator_config, register_generator
+
+    with pytest.raises(ValueError, match="unknown generator kind 'nope'"):
+        build_generator({"kind": "nope"})
+    with pytest.raises(ValueError, match="no setting"):
+        generator_config({"kind": "resnet_unet", "arch": "resnet18", "depth": 3})
+    with pytest.raises(ValueError, match="already registered"):
+        register_generator("plain_conv_test", _PlainConfig, split=list)(lambda cfg, sd=None: None)
+    with pytest.raises(ValueError, match="kind must be"):
+        register_generator("other_name", _PlainConfig, split=list)(lambda cfg, sd=None: None)
+
+
+def test_resnet_unet_config_round_trips_through_its_dict():
+    from colorkit.models import GENERATORS, generator_config
+
+    cfg = GeneratorConfig("resnet18", "lab", chroma_head="classes", temperature=0.5)
+    assert cfg.to_dict()["kind"] == "resnet_unet" and "resnet_unet" in GENERATORS
+    assert generator_config(cfg.to_dict()) == cfg
+
+
+def test_colorizer_net_takes_its_head_from_the_config():
+    cfg = GeneratorConfig("resnet18", "rgb")
+    net = ColorizerNet(torch.nn.Identity(), config=cfg)
+    assert net.mode == "rgb" and net.config is cfg
+    with pytest.raises(ValueError, match="disagree"):
+        ColorizerNet(torch.nn.Identity(), "lab", config=cfg)
+    assert ColorizerNet(torch.nn.Identity(), "rgb").config is None  # a bare network: explicit settings

@@ -116,3 +116,39 @@ def test_parse_lr_takes_both_range_spellings():
     for bad in ("", "fast", "0", "1e-3..", "1e-5:1e-4:1e-3"):
         with pytest.raises(ValueError, match="learning rate"):
             parse_lr(bad)
+
+
+def test_fit_progressive_is_a_learner_method_returning_a_report(learn, photo_dir, tmp_path):
+    from colorkit.train import FitReport, StageRecord
+
+    report = learn.fit_progressive(photo_dir, [Stage(32, 1, bs=4), Stage(32, 0, bs=4)], checkpoint_dir=tmp_path)
+    assert isinstance(report, FitReport) and len(report) == 2 and isinstance(report[0], StageRecord)
+    assert report[0]["size"] == 32 and "valid_loss" in report[0] and report[0].settings.epochs == 1
+    assert report.final == report[-1].results and report.resumed_after is None
+    assert report.to_list() == json.loads((tmp_path / "progress.json").read_text())["history"]
+    again = fit_progressive(learn, photo_dir, [Stage(32, 1, bs=4), Stage(32, 0, bs=4)], checkpoint_dir=tmp_path)
+    assert again.resumed_after == 1 and again.to_list() == report.to_list()  # all finished: read back
+
+
+def test_resolve_start(tmp_path, monkeypatch):
+    import colorkit.modelcard
+    from colorkit.learner import save_colorizer
+    from colorkit.models import create_generator
+    from colorkit.train import resolve_start
+
+    torch.manual_seed(0)
+    model = save_colorizer(create_generator("resnet18", mode="rgb", img_size=32), tmp_path / "m")
+    start = resolve_start(model)
+    assert (start.model, start.arch, start.mode) == (model, "resnet18", "rgb") and "fine-tuning" in start.note
+    with pytest.raises(ValueError, match="resnet18/rgb model; arch resnet34 does not match"):
+        resolve_start(model, arch="resnet34")
+    with pytest.raises(FileNotFoundError):
+        resolve_start(tmp_path / "nothing")
+    scratch = resolve_start("none", pretrained=False)
+    assert (scratch.model, scratch.arch, scratch.mode) == (None, "resnet34", "lab") and "random" in scratch.note
+    monkeypatch.setattr(colorkit.modelcard, "STARTER_MODEL", model)  # the starter is the default ...
+    assert resolve_start().model == model
+    other = resolve_start(arch="resnet50")  # ... and asking for another arch trains a new model
+    assert (other.model, other.arch, other.mode) == (None, "resnet50", "rgb")
+    monkeypatch.setattr(colorkit.modelcard, "STARTER_MODEL", tmp_path / "not-installed")
+    assert resolve_start().model is None

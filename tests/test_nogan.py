@@ -1,15 +1,14 @@
-"""NoGAN: critics, the generated-image cache, critic pretraining, GAN fine-tuning with best-checkpoint choice.
+"""NoGAN: the generated-image cache, critic pretraining, the GAN phase's callbacks and scoring, GAN fine-tuning
+with best-checkpoint choice, and the whole sequence from a saved model.
 
 Everything runs on a tiny resnet18 U-Net (random encoder) at 32 px, a two-layer CNN feature loss and
-critics with 8 filters, on the 12 synthetic photos of ``make_photo``.
+critics with 8 filters, on the 16 synthetic photos of ``make_photo``.
 """
 
 from __future__ import annotations
 
 import copy
 import json
-import math
-import socket
 import warnings
 from pathlib import Path
 
@@ -23,26 +22,20 @@ from PIL import Image
 from torch import nn
 
 from colorkit.color import to_gray
-from colorkit.gan import (
-    CriticNet,
-    EvalSet,
-    check_divergence,
-    create_critic,
+from colorkit.data import center_crop
+from colorkit.learner import colorize_learner, load_colorizer, save_colorizer
+from colorkit.loss import FeatureLoss
+from colorkit.nogan import (
+    GANReport,
+    NoGANReport,
     critic_dls,
     critic_learner,
-    evaluate_generator,
     gan_finetune,
-    load_eval_set,
-    nogan_score,
     pretrain_critic,
     render_generated,
-    resnet_critic,
     train_gan,
     weights_hash,
 )
-from colorkit.learner import colorize_learner, load_colorizer, save_colorizer
-from colorkit.loss import FeatureLoss
-from colorkit.models import WeightsUnavailableError
 from colorkit.train import set_seed
 
 SIZE, BS = 32, 2
@@ -140,62 +133,6 @@ class FakeEval:
 
 
 # ----------------------------------------------------------------------------------------------
-# critics
-
-
-@pytest.mark.parametrize(
-    "kind, kwargs",
-    [("spectral", dict(nf=8, n_blocks=2)), ("spectral", dict(nf=8, n_blocks=1, self_attention=False)),
-     ("patch", dict(nf=8, n_layers=2)), ("patch", dict(nf=8, n_layers=3, norm="batch")),
-     ("resnet", dict(arch="resnet18", pretrained=False))],
-)
-def test_critic_gives_patch_logits(kind, kwargs):
-    critic = create_critic(kind, **kwargs).eval()
-    x = torch.rand(2, 3, SIZE, SIZE)
-    out = critic(x)
-    assert isinstance(critic, CriticNet) and critic.config["kind"] == kind
-    assert out.ndim == 2 and out.shape[0] == 2 and torch.isfinite(out).all()
-    # it normalises internally: a [0, 1] batch and the same batch as a fastai TensorImage agree
-    from fastai.torch_core import TensorImage
-
-    torch.testing.assert_close(critic(TensorImage(x)).as_subclass(torch.Tensor), out)
-
-
-def test_critic_rejects_bad_input():
-    critic = create_critic("spectral", nf=8, n_blocks=3)
-    with pytest.raises(ValueError, match="at least 16 px"):
-        critic(torch.rand(1, 3, 8, 8))
-    with pytest.raises(ValueError, match=r"\(B, 3, H, W\)"):
-        critic(torch.rand(1, 1, 32, 32))
-    with pytest.raises(ValueError, match="unknown critic"):
-        create_critic("stylegan")
-
-
-def test_resnet_critic_weights_follow_the_generator_rules(tmp_path, monkeypatch):
-    import torchvision
-
-    ref = torchvision.models.resnet18(weights=None)
-    f = tmp_path / "r18.pth"
-    torch.save(ref.state_dict(), f)
-    critic = resnet_critic("resnet18", weights=f)
-    torch.testing.assert_close(critic.body[0].weight, ref.conv1.weight)
-    assert critic.config["pretrained"] is True
-    with pytest.raises(WeightsUnavailableError, match="resnet34"):
-        resnet_critic("resnet34", weights=f)  # resnet18 weights do not fit a resnet34 body
-    # offline, nothing cached: the error says which file to place where
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty_home"))
-    monkeypatch.setattr(torch.hub, "_hub_dir", None)
-    monkeypatch.setattr(socket, "getaddrinfo", _no_network)
-    monkeypatch.setattr(socket, "create_connection", _no_network)
-    with pytest.raises(WeightsUnavailableError, match="resnet18-"):
-        resnet_critic("resnet18", pretrained=True)
-
-
-def _no_network(*args, **kwargs):
-    raise OSError(101, "Network is unreachable")
-
-
-# ----------------------------------------------------------------------------------------------
 # step 1: the cache of generated images
 
 
@@ -229,11 +166,13 @@ def test_render_cache_is_written_reused_and_invalidated(photos, gen_learn, tmp_p
     r4 = render_generated(other, photos, cache, size=SIZE, n=4, seed=3)
     assert (r4.rendered, r4.reused, r4.invalidated) == (4, 0, 6)
     assert sorted(p.name for p in cache.glob("*.png")) == sorted(f.name for f in r4.files)
-    # ... and the renderings are that generator's outputs for the centre-cropped gray photos
-    src = load_eval_set(r4.sources[:1], size=SIZE)
+    # ... and the renderings are that generator's outputs for the gray photos, centre-cropped as the critic
+    # sees the real ones
+    crop = center_crop(Image.open(r4.sources[0]).convert("RGB"), SIZE)
+    x = torch.from_numpy(np.array(crop)).permute(2, 0, 1).float().div(255)[None]
     other.eval()
     with torch.no_grad():
-        want = other(src.gray)[0].clamp(0, 1)
+        want = other(to_gray(x))[0].clamp(0, 1)
     got = torch.from_numpy(np.array(Image.open(r4.files[0]))).permute(2, 0, 1).float() / 255
     assert (got - want).abs().max() <= 1 / 255 + 1e-6
 
@@ -266,44 +205,6 @@ def test_critic_learns_real_from_gray(photos, tmp_path):
 
 
 # ----------------------------------------------------------------------------------------------
-# scoring and divergence rules
-
-
-def test_nogan_score_wants_a_smaller_gap_within_the_psnr_budget():
-    start = {"psnr": 24.0, "colorfulness_gap": 10.0}
-    assert nogan_score({"psnr": 23.6, "colorfulness_gap": 6.0}, start) > nogan_score(start, start)
-    assert nogan_score({"psnr": 23.4, "colorfulness_gap": 1.0}, start) == -math.inf  # lost 0.6 dB
-    assert nogan_score({"psnr": 23.4, "colorfulness_gap": 1.0}, start, max_psnr_drop=1.0) == -1.0
-    assert nogan_score({"psnr": float("nan"), "colorfulness_gap": 1.0}, start) == -math.inf
-    with pytest.raises(KeyError, match="psnr"):
-        nogan_score({"colorfulness_gap": 1.0}, start)
-
-
-def test_check_divergence_flags_flat_exploding_saturated_and_nan():
-    start = {"psnr": 22.0, "colorfulness": 20.0, "colorfulness_target": 30.0, "output_std": 0.2,
-             "saturated": 0.02}
-    assert check_divergence(dict(start, colorfulness=35.0), start) is None
-    assert "flat" in check_divergence(dict(start, output_std=0.01), start)
-    assert "exploded" in check_divergence(dict(start, colorfulness=120.0), start)
-    assert "saturated" in check_divergence(dict(start, saturated=0.7), start)
-    assert "non-finite" in check_divergence(dict(start, colorfulness=float("nan")), start)
-    assert check_divergence(dict(start, psnr=float("inf")), start) is None  # a perfect image is not NaN
-
-
-def test_evaluate_generator_on_held_out_photos(photos):
-    es = load_eval_set(photos, size=SIZE, n=5, seed=0)
-    assert isinstance(es, EvalSet) and len(es) == 5 and es.gray.shape == (5, 3, SIZE, SIZE)
-
-    class Oracle(nn.Module):  # returns the true colours: infinite PSNR, zero gap
-        def forward(self, x):
-            return es.color[: x.shape[0]]
-
-    m = evaluate_generator(Oracle(), es, bs=8)
-    assert m["psnr"] == math.inf and m["colorfulness_gap"] == pytest.approx(0, abs=1e-6)
-    assert m["colorfulness_target"] > 5 and m["output_std"] > 0.05
-
-
-# ----------------------------------------------------------------------------------------------
 # step 3: the GAN phase
 
 
@@ -322,14 +223,15 @@ def test_gan_phase_switches_and_keeps_an_ordinary_colorizer(photos, fitted_learn
     learn = fitted_learn
     crit = _critic(photos, learn, tmp_path)
     probe = _LRProbe()
-    from colorkit import gan as gan_mod
+    import importlib
 
-    orig = gan_mod.GANLearner.from_learners
+    nogan_mod = importlib.import_module("colorkit.nogan")
+    orig = nogan_mod.GANLearner.from_learners
 
     def with_probe(*args, cbs=(), **kwargs):
         return orig(*args, cbs=[*cbs, probe], **kwargs)
 
-    gan_mod.GANLearner.from_learners = with_probe
+    nogan_mod.GANLearner.from_learners = with_probe
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -337,11 +239,12 @@ def test_gan_phase_switches_and_keeps_an_ordinary_colorizer(photos, fitted_learn
             rep = gan_finetune(learn, crit, n_iter=4, lr=1e-5, every=2, critic_thresh=10.0, progress=False,
                                checkpoint_dir=tmp_path / "ckpt", n_eval=4)
     finally:
-        gan_mod.GANLearner.from_learners = orig
+        nogan_mod.GANLearner.from_learners = orig
     assert (rep["iterations"], rep["gen_steps"], rep["crit_steps"]) == (4, 2, 2)
     assert [c["iter"] for c in rep["checkpoints"]] == [0, 2, 4] and rep["diverged"] is None
     assert {"psnr", "colorfulness_gap", "output_std"} <= set(rep["start_metrics"])
-    json.dumps(rep, allow_nan=False)  # the report is strict JSON
+    assert isinstance(rep, GANReport) and rep.iterations == rep["iterations"] == 4
+    json.dumps(rep.to_dict(), allow_nan=False)  # the report is strict JSON
     # critic steps ran at 5x the generator's learning rate, generator steps at the rate asked for
     lrs = {mode: {round(lr, 12) for m, lr in probe.seen if m == mode} for mode in (True, False)}
     assert lrs == {True: {1e-5}, False: {5e-5}}
@@ -463,6 +366,8 @@ def test_train_gan_from_a_saved_model(photos, fitted_learn, tmp_path):
                         loss_func=FeatureLoss(_extractor(), [1, 3], [1, 1]), n_render=6,
                         critic_kwargs=dict(nf=8, n_blocks=2), critic_epochs=1, n_iter=2, every=1, n_eval=4,
                         critic_thresh=10.0, progress=False)
+    assert isinstance(rep, NoGANReport) and rep.best_iter == rep.gan.best_iter == rep["best_iter"]
+    json.dumps(rep.to_dict(), allow_nan=False)
     assert rep["render"]["rendered"] == 6 and (out / "gan_cache" / "manifest.json").is_file()
     assert rep["critic"]["accuracy"] is not None and rep["iterations"] == 2
     assert len(rep["checkpoints"]) == 3 and (out / "gan_checkpoints" / "gan_history.json").is_file()
