@@ -21,7 +21,7 @@ from colorkit.learner import colorize_learner, generator_of, load_colorizer, sav
 from colorkit.models import GENERATORS, GeneratorConfig, build_generator
 from colorkit.presets import DEFAULT_PRESET, PRESET_NAMES, PRESETS, get_preset, preset_of
 from colorkit.recipes import ReconLoss, preset_learner, preset_stages
-from colorkit.train import DEFAULT_STAGES, Stage
+from colorkit.train import DEFAULT_STAGES, Stage, final_values
 from tests.conftest import make_photo
 
 OTHERS = [n for n in PRESET_NAMES if n != DEFAULT_PRESET]
@@ -232,6 +232,16 @@ def test_recon_loss_is_on_the_chroma_in_lab_and_on_rgb_in_rgb():
         assert ReconLoss(metric, "ab")(to_gray(targ), targ) > 1e-3  # the chroma is what it measures
     with pytest.raises(ValueError):
         ReconLoss("huber")
+
+
+def test_a_gan_preset_trains_under_bf16(dls):
+    learn = colorize_learner(dls, preset="landscape-cgan", pretrained=False, nf=8, critic={"nf": 8}, precision="bf16")
+    assert learn.precision == "bf16" and any(type(cb).__name__ == "BF16GANTraining" for cb in learn.cbs)
+    with learn.no_bar(), learn.no_logging():
+        learn.fit_stage(1, 1e-3)
+    last = final_values(learn)
+    assert np.isfinite(last["gen_loss"]) and last["crit_loss"] > 0 and np.isfinite(last["psnr"])
+    assert generator_of(learn).unet.unet.downs[0].weight.dtype == torch.float32  # autocast, not a cast
 
 
 def test_pix2pix_schedule_is_flat_then_linear_to_zero():
