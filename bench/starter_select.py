@@ -3,7 +3,7 @@
     python bench/starter_select.py MODEL [MODEL ...] [--render-sizes 128 256] [--temperatures 1 0.6 0.45 0.38 0.3]
     python bench/starter_select.py MODEL --write T RS       # save temperature T and render size RS into MODEL
 
-Prints one row per (model, render size, temperature) with `colorkit evaluate`'s figures at 256 px (PSNR,
+Prints one row per (model, render size, temperature, chroma gain) with `colorkit evaluate`'s figures at 256 px (PSNR,
 CIEDE2000, colourfulness, colourfulness gap) plus the gray and mean-chroma baselines, and the goal of the
 starter issue (gap <= 18 with PSNR >= 23.8 and CIEDE2000 <= 10.6). Temperatures apply to colour-class
 models only (regression models get one row per render size). ``--write`` records the choice in the
@@ -41,8 +41,11 @@ def main() -> None:
     ap.add_argument("--valid", type=Path, default=SHARED / "photos" / "valid")
     ap.add_argument("--render-sizes", type=int, nargs="+", default=[128, 256])
     ap.add_argument("--temperatures", type=float, nargs="+", default=[1.0, 0.6, 0.45, 0.38, 0.3])
+    ap.add_argument("--gains", type=float, nargs="+", default=[1.0],
+                    help="chroma gains to try (the network's chroma_gain: a decode setting like the temperature)")
     ap.add_argument("--limit", type=int, default=None)
     ap.add_argument("--write", nargs=2, metavar=("T", "RS"), default=None)
+    ap.add_argument("--write-gain", type=float, default=None, help="with --write: also save this chroma gain")
     a = ap.parse_args()
 
     from colorkit import evaluate, load_colorizer, save_colorizer
@@ -54,6 +57,8 @@ def main() -> None:
             if clr.model.chroma_head == "classes":
                 _set_temperature(clr, t)
             clr.render_size = rs
+            if a.write_gain is not None:
+                clr.model.chroma_gain = clr.model.config.chroma_gain = float(a.write_gain)
             res = evaluate(clr, a.valid, size=256, render_size=rs, fid=False)
             save_colorizer(clr, m, render_size=rs, metrics=res.to_dict())
             for name in res.methods:
@@ -72,8 +77,11 @@ def main() -> None:
             for t in temps:
                 if t != "-":
                     _set_temperature(clr, t)
-                res = evaluate(clr, a.valid, size=256, render_size=rs, fid=False, baselines=(), limit=a.limit)
-                print(_row(m.name, rs, t, res.summary["model"]), flush=True)
+                for g in a.gains:
+                    clr.model.chroma_gain = g
+                    res = evaluate(clr, a.valid, size=256, render_size=rs, fid=False, baselines=(), limit=a.limit)
+                    name = m.name if g == 1 else f"{m.name} x{g:g}"
+                    print(_row(name, rs, t, res.summary["model"]), flush=True)
 
 
 if __name__ == "__main__":

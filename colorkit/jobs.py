@@ -127,7 +127,7 @@ class JobQueue:
 
     # -- client side
     def submit(self, job: Job) -> Job:
-        """Queue ``job`` (raises :class:`ApiError` 503 when ``max_waiting`` jobs already wait)."""
+        """Queue ``job`` (raises :class:`JobError` 503 when ``max_waiting`` jobs already wait)."""
         with self._cond:
             if self._closed:
                 raise JobError(503, "the server is shutting down; try again when it is back")

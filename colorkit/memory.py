@@ -122,7 +122,8 @@ def memory_dls(
     max_items: int | None = None,
     **kwargs: Any,
 ) -> DataLoaders:
-    """In-memory ``DataLoaders`` of (gray, colour) batches; the same photo selection as :func:`colorize_dls`.
+    """In-memory ``DataLoaders`` of (gray, colour) batches; the same photo selection as
+    :func:`~colorkit.data.colorize_dls`.
 
     Other keywords go to ``DataLoaders.from_dsets`` (e.g. ``num_workers``).
     """

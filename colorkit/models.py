@@ -103,9 +103,12 @@ class GeneratorConfig:
     chroma_head: str = "regress"  # lab only: "regress" predicts ab, "classes" a distribution over ab bins
     bin_step: float = 10.0  # ab bin spacing of the class head (Lab units)
     temperature: float = 0.38  # annealed-mean temperature of the class head at inference
+    chroma_gain: float = 1.0  # the predicted chroma is scaled by this at inference (a decode setting, like temperature)
 
     def __post_init__(self) -> None:
         self.arch = arch_name(self.arch)
+        if not 0 < self.chroma_gain <= 4:
+            raise ValueError(f"chroma_gain must be in (0, 4], got {self.chroma_gain}")
         check_head(self.mode, self.chroma_head, self.bin_step, self.temperature)
 
     @property
@@ -142,8 +145,9 @@ class ColorizerNet(nn.Module):
     and must agree with ``config`` when both are given. With a class head (``chroma_head="classes"``) the
     network returns logits ``(B, K, H, W)`` over the ab bins, decoded by the annealed mean: temperature 1
     while training (differentiable), ``temperature`` in eval mode. With ``return_logits`` set (by
-    :class:`colorkit.colorclass.ColorClassLoss`) the forward pass returns ``(rgb, logits)``. Colour
-    conversions always run in float32, also under autocast.
+    :class:`colorkit.colorclass.ColorClassLoss`) the forward pass returns ``(rgb, logits)``. In eval mode a lab
+    network's chroma is multiplied by ``chroma_gain`` (from the config, default 1). Colour conversions always
+    run in float32, also under autocast.
     """
 
     def __init__(self, unet: nn.Module, mode: str | None = None, chroma_head: str | None = None,
@@ -161,6 +165,7 @@ class ColorizerNet(nn.Module):
         self.unet, self.mode, self.chroma_head = unet, head["mode"], head["chroma_head"]
         self.bin_step, self.temperature, self.return_logits = float(head["bin_step"]), float(head["temperature"]), False
         self.config = config
+        self.chroma_gain = float(getattr(config, "chroma_gain", 1.0))
         centres = ab_bins(self.bin_step) if self.chroma_head == "classes" else None
         self.register_buffer("bin_centres", centres, persistent=False)
 
@@ -178,6 +183,8 @@ class ColorizerNet(nn.Module):
                 ab = annealed_mean(out, self.bin_centres, 1.0 if self.training else self.temperature)
             else:
                 ab = out * AB_SCALE
+            if not self.training and self.chroma_gain != 1:
+                ab = ab * self.chroma_gain
             rgb = lab_to_rgb(torch.cat([rgb_to_luminance(gray.float()), ab], dim=1), clip=not self.training)
         return (rgb, out) if self.return_logits and self.bin_centres is not None else rgb
 

@@ -347,7 +347,8 @@ def critic_learner(
     wd: float = 1e-3,
     **critic_kwargs: Any,
 ) -> Learner:
-    """A ``Learner`` for a critic (a :class:`CriticNet` or the name of one in :data:`CRITICS`).
+    """A ``Learner`` for a critic (a :class:`~colorkit.critics.CriticNet` or the name of one in
+    :data:`~colorkit.critics.CRITICS`).
 
     Loss: :func:`~colorkit.critics.critic_loss` (BCE per patch logit); metric: ``accuracy_thresh_expand``
     (share of patch logits on the right side of 0). ``critic_kwargs`` go to the critic's builder (the

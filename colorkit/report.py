@@ -54,7 +54,7 @@ class Sample:
 
 @dataclass
 class EvalResult:
-    """What :func:`evaluate` and :func:`evaluate_predictions` return.
+    """What :func:`~colorkit.evaluate.evaluate` and :func:`~colorkit.evaluate.evaluate_predictions` return.
 
     - ``methods``: method names in report order: the model (``"model"``) or the prediction folder
       (``"predictions"``) first when there is one, then the baselines.

@@ -228,3 +228,23 @@ def test_colorizer_net_takes_its_head_from_the_config():
     with pytest.raises(ValueError, match="disagree"):
         ColorizerNet(torch.nn.Identity(), "lab", config=cfg)
     assert ColorizerNet(torch.nn.Identity(), "rgb").config is None  # a bare network: explicit settings
+
+
+def test_chroma_gain_scales_chroma_in_eval_only(tmp_path):
+    from colorkit import load_colorizer, save_colorizer
+    from colorkit.color import rgb_to_lab
+    from colorkit.models import create_generator
+
+    torch.manual_seed(0)
+    net = create_generator(arch="resnet18", pretrained=False, img_size=32)
+    x = torch.rand(1, 3, 32, 32)
+    net.eval()
+    base = rgb_to_lab(net(x).detach())[:, 1:]
+    net.chroma_gain = net.config.chroma_gain = 1.5
+    boosted = rgb_to_lab(net(x).detach())[:, 1:]
+    inside = base.abs().amax(dim=1) < 20  # away from the gamut edge the gain is exact
+    torch.testing.assert_close(boosted[:, :, inside[0]], 1.5 * base[:, :, inside[0]], atol=0.05, rtol=0.01)
+    save_colorizer(net, tmp_path / "m", half=False)
+    assert load_colorizer(tmp_path / "m").model.chroma_gain == 1.5
+    with pytest.raises(ValueError, match="chroma_gain"):
+        type(net.config)(chroma_gain=0)
