@@ -114,7 +114,7 @@ def test_notebook_runs_top_to_bottom(nb_path, tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["02_train"])
+@pytest.mark.parametrize("name", ["02_train", "04_finetune_archive"])
 def test_notebook_runs_without_project_data(name, tmp_path, monkeypatch):
     """A user's clone has no ../shared: the notebook trains on the synthetic folder it makes itself."""
     run_notebook(REPO / "nbs" / f"{name}.ipynb", tmp_path, monkeypatch, with_data=False)
