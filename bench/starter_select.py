@@ -59,6 +59,8 @@ def main() -> None:
             clr.render_size = rs
             if a.write_gain is not None:
                 clr.model.chroma_gain = clr.model.config.chroma_gain = float(a.write_gain)
+            save_colorizer(clr, m, render_size=rs)  # settings first, so the report describes the model as saved
+            clr = load_colorizer(m)
             res = evaluate(clr, a.valid, size=256, render_size=rs, fid=False)
             save_colorizer(clr, m, render_size=rs, metrics=res.to_dict())
             for name in res.methods:
