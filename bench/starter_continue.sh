@@ -23,5 +23,5 @@ step "$RUN/48" "$START" 61 48:12:48@5e-4..1e-3
 step "$RUN/64" "$RUN/48" 62 64:2:32@1e-4..3e-4
 step "$RUN/128a" "$RUN/64" 63 128:1:16@5e-5..1e-4
 # then choose the decode settings on photos/valid and save them into the chosen model:
-#   python bench/starter_select.py "$RUN/128a" --render-sizes 160 --gains 1.25 1.3 1.35
-#   python bench/starter_select.py "$RUN/128a" --write 1 160 --write-gain 1.3
+#   python bench/starter_select.py "$RUN/128a" --render-sizes 128 160 --gains 1.3 1.35 1.4
+#   python bench/starter_select.py "$RUN/128a" --write 1 128 --write-gain 1.35
