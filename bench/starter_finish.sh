@@ -6,7 +6,5 @@ set -euo pipefail
 FROM=${1:-runs/starter-long}
 OUT=${2:-runs/starter-220}
 N=${3:-1500}
-D=../shared/data/photos
-colorkit train $D/train $D/more -o "$OUT" --valid $D/valid --from "$FROM" --no-pretrained \
-  --threads ${THREADS:-1} --in-memory --precision auto --seed 43 --max-items "$N" --track $D/valid \
-  --loss l1 --render-size 128 --eval-size 256 --stages 220:1:8@2e-5..5e-5
+source "$(dirname "$0")/_starter_train.sh"
+starter_train "$OUT" "$FROM" 43 220:1:8@2e-5..5e-5 --max-items "$N"

@@ -8,8 +8,5 @@
 set -euo pipefail
 OUT=${1:-runs/starter-long}
 START=${2:-runs/ablation/l1}
-D=../shared/data/photos
-colorkit train $D/train $D/more -o "$OUT" --valid $D/valid --from "$START" --no-pretrained \
-  --threads ${THREADS:-1} --in-memory --precision auto --seed 42 --track $D/valid \
-  --loss l1 --render-size 128 --eval-size 256 \
-  --stages 48:6:48@2e-4..4e-4,64:2:32@1e-4..3e-4,64:1:32@1e-4..2e-4,128:1:16@5e-5..1e-4
+source "$(dirname "$0")/_starter_train.sh"
+starter_train "$OUT" "$START" 42 48:6:48@2e-4..4e-4,64:2:32@1e-4..3e-4,64:1:32@1e-4..2e-4,128:1:16@5e-5..1e-4
