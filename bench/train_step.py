@@ -74,7 +74,8 @@ def main() -> None:
     ap.add_argument("--sizes", type=int, nargs="+", default=[64, 128, 220])
     ap.add_argument("--bs", type=int, default=8)
     ap.add_argument("--steps", type=int, default=3)
-    ap.add_argument("--variants", nargs="+", default=["fastai", "colorkit-rgb", "colorkit-lab"])
+    ap.add_argument("--variants", nargs="+", choices=["fastai", "colorkit-rgb", "colorkit-lab"],
+                    default=["fastai", "colorkit-rgb", "colorkit-lab"])
     ap.add_argument("--precision", nargs="+", choices=("fp32", "bf16"), default=["fp32"])
     a = ap.parse_args()
     if a.case:

@@ -73,7 +73,8 @@ def colorize_learner(
     ``loss_func`` overrides it. ``class_weight > 0`` gives the ResNet U-Net a colour-class head (a
     distribution over ab bins, decoded with the annealed mean at ``temperature``) and adds ``class_weight``
     times its cross-entropy to the loss, class-rebalanced by ``rebalance`` (0..1) (see
-    :mod:`colorkit.colorclass`). ``wd``: weight decay (default 1e-3). ``precision`` is ``"fp32"``, ``"bf16"``
+    :mod:`colorkit.colorclass`); without a class term, ``rebalance`` weights the ``"l1"`` loss's pixels instead
+    (:class:`colorkit.loss.ChromaL1Loss`). ``wd``: weight decay (default 1e-3). ``precision`` is ``"fp32"``, ``"bf16"``
     (autocast + channels_last) or ``"auto"`` (bf16 where the hardware has it, see :mod:`colorkit.precision`).
     Parameter groups come from the kind (ResNet U-Net: encoder stem+layer1-2, encoder layer3-4, decoder), so
     ``slice(lo, hi)`` works. Other keywords go to fastai's ``Learner`` (``cbs``, ``opt_func``, ``path``, ...).
@@ -102,7 +103,9 @@ def colorize_learner(
     enc_sd = kind.encoder_weights(cfg, pretrained, weights)  # fails early and clearly when offline
     loss_name = "custom" if loss_func is not None else loss
     if loss_func is None:
-        loss_func = make_loss(loss, pretrained=pretrained if loss_pretrained is None else loss_pretrained)
+        l1_rebalance = rebalance if class_weight == 0 else 0.0  # else it is the class term's
+        loss_func = make_loss(loss, pretrained=pretrained if loss_pretrained is None else loss_pretrained,
+                              rebalance=l1_rebalance)
     if metrics is None:
         metrics = colorize_metrics()
     prec = resolve_precision(precision, getattr(dls, "device", None))

@@ -277,15 +277,50 @@ class ChromaL1Loss(nn.Module):
     """Mean absolute error of the Lab chroma ``ab`` (divided by ``AB_SCALE``) of RGB ``(B, 3, H, W)`` batches.
 
     In lab mode the lightness is the input's by construction, so this is the whole error a colorizer can make.
+    ``rebalance`` (0..1, Zhang et al.'s lambda; 0 = off) weights each pixel by the class weight of its target's
+    ab bin (:func:`colorkit.colorclass.rebalance_weights`, rescaled to mean 1 over the pixels counted), so rare,
+    saturated colours count more than the common near-grays. The bin prior is counted over the targets of the
+    first ``prior_batches`` batches the loss sees (the weights follow that running count until then, and are
+    fixed after).
     """
+
+    def __init__(self, rebalance: float = 0.0, prior_batches: int = 16, bin_step: float = 10.0):
+        super().__init__()
+        if not 0 <= rebalance <= 1 or prior_batches < 1:
+            raise ValueError(f"need 0 <= rebalance <= 1 and prior_batches >= 1; got {rebalance}, {prior_batches}")
+        self.rebalance, self.prior_batches, self.bin_step = float(rebalance), int(prior_batches), float(bin_step)
+        self.counts: Tensor | None = None  # (K,) bin counts of the targets seen so far
+        self.weights: Tensor | None = None  # (K,) class weights, mean 1 under the prior
+        self.seen = 0
+
+    def _pixel_weights(self, ab_targ: Tensor) -> Tensor:
+        """Class weights ``(B, 1, H, W)`` of the targets' bins, updating the prior while it is still counted."""
+        from .colorclass import ab_bins, ab_to_bin, rebalance_weights
+
+        bins = ab_to_bin(ab_targ, self.bin_step)  # (B, H, W)
+        if self.seen < self.prior_batches:
+            k = len(ab_bins(self.bin_step))
+            counts = torch.bincount(bins.flatten().cpu(), minlength=k).double()
+            self.counts = counts if self.counts is None else self.counts + counts
+            self.seen += 1
+            prior = self.counts / self.counts.sum()
+            w = rebalance_weights(prior, self.rebalance, step=self.bin_step).double()
+            self.weights = (w / (w * prior).sum()).float()  # mean 1 over the pixels seen: the loss keeps its scale
+        return self.weights.to(ab_targ.device)[bins].unsqueeze(1)
 
     def forward(self, pred: Tensor, targ: Tensor) -> Tensor:
         pred, targ = plain(pred).float(), plain(targ).float()
-        return F.l1_loss(rgb_to_lab(pred)[:, 1:], rgb_to_lab(targ.detach())[:, 1:]) / AB_SCALE
+        ab_pred, ab_targ = rgb_to_lab(pred)[:, 1:], rgb_to_lab(targ.detach())[:, 1:]
+        if not self.rebalance:
+            return F.l1_loss(ab_pred, ab_targ) / AB_SCALE
+        return (self._pixel_weights(ab_targ) * (ab_pred - ab_targ).abs()).mean() / AB_SCALE
+
+    def extra_repr(self) -> str:
+        return f"rebalance={self.rebalance}" if self.rebalance else ""
 
 
-def _chroma_l1(pretrained: bool = True) -> nn.Module:
-    return ChromaL1Loss()
+def _chroma_l1(pretrained: bool = True, rebalance: float = 0.0) -> nn.Module:
+    return ChromaL1Loss(rebalance=rebalance)
 
 
 LOSSES: dict[str, Callable[..., nn.Module]] = {"feature": vgg16_feature_loss, "l1": _chroma_l1}
@@ -293,9 +328,14 @@ LOSSES: dict[str, Callable[..., nn.Module]] = {"feature": vgg16_feature_loss, "l
 A new loss is one entry here (and one choice more for ``colorkit train --loss``)."""
 
 
-def make_loss(name: str = "feature", pretrained: bool = True) -> nn.Module:
+def make_loss(name: str = "feature", pretrained: bool = True, rebalance: float = 0.0) -> nn.Module:
     """The generator loss by name: ``"feature"`` (VGG16-BN feature loss, :func:`vgg16_feature_loss`, ImageNet
-    VGG when ``pretrained``) or ``"l1"`` (:class:`ChromaL1Loss`); see :data:`LOSSES`."""
+    VGG when ``pretrained``) or ``"l1"`` (:class:`ChromaL1Loss`, class-rebalanced by ``rebalance``); see
+    :data:`LOSSES`. Only ``"l1"`` takes ``rebalance``."""
     if name not in LOSSES:
         raise ValueError(f"unknown loss {name!r}; choose one of {', '.join(LOSSES)}")
+    if rebalance:
+        if name != "l1":
+            raise ValueError(f"rebalance={rebalance}: only the l1 loss can be rebalanced, not {name!r}")
+        return LOSSES[name](pretrained=pretrained, rebalance=rebalance)
     return LOSSES[name](pretrained=pretrained)

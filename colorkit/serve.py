@@ -542,8 +542,8 @@ class ServerThread:
 
 
 def serve(model: Any = None, *, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, max_upload_mb: float = 50,
-          device: str | None = None, precision: str = "auto", log_level: str = "info", ready: Callable[[str], None] | None = None,
-          **app_kwargs: Any) -> None:
+          device: str | None = None, precision: str = "auto", log_level: str = "info",
+          ready: Callable[[str], None] | None = None, **app_kwargs: Any) -> None:
     """Serve the page and API for ``model`` until stopped (Ctrl+C, SIGTERM).
 
     ``model``: a model folder, a loaded :class:`~colorkit.learner.Colorizer`, or None for the starter

@@ -454,6 +454,9 @@ def test_train_refuses_model_inside_data_and_bad_stages(photo_dir, capsys):
     assert main(["train", str(photo_dir), "-o", str(photo_dir.parent / "m"), "--stages", "64x4",
                  "--from", "none"]) == 2
     assert "SIZE:EPOCHS" in capsys.readouterr().err
+    assert main(["train", str(photo_dir), "-o", str(photo_dir.parent / "m"), "--rebalance", "0.5",
+                 "--from", "none"]) == 2  # the feature loss cannot be rebalanced
+    assert "--loss l1" in capsys.readouterr().err
 
 
 def test_train_fine_tunes_the_starter_by_default_then_runs_nogan(

@@ -66,6 +66,7 @@ def test_class_loss_trains_saves_and_reloads(photo_dir, tmp_path):
     learn = colorize_learner(dls, arch="resnet18", pretrained=False, loss="l1", class_weight=0.1, rebalance=0.5,
                              temperature=0.3)
     cb = next(c for c in learn.cbs if isinstance(c, ColorClassLoss))
+    assert learn.loss_func.rebalance == 0  # rebalance goes to the class term, not to the L1 loss as well
     learn.fit(1, 1e-3)
     assert cb.last_ce is not None and cb.last_ce > 0 and cb.class_weights is not None
     assert not learn.model.return_logits  # switched off after fitting

@@ -43,7 +43,8 @@ def test_loss_falls_over_a_few_steps(learn):
         loss.backward()
         opt.step()
         losses.append(loss.item())
-    assert losses[-1] < losses[0]
+    # batch-norm on 4 tiny photos makes single steps spike now and then: judge the last few, not the last one
+    assert min(losses[-3:]) < 0.9 * losses[0], losses
 
 
 def test_fit_and_discriminative_lrs(learn):
@@ -178,3 +179,13 @@ def test_colorizer_precision(learn, tmp_path):
     assert auto.precision == ("bf16" if precision.has_bf16("cpu") else "fp32")
     with pytest.raises(ValueError, match="precision"):
         load_colorizer(tmp_path / "m", precision="fp16")
+
+
+def test_rebalance_without_class_term_weights_the_l1_loss(photo_dir):
+    dls = colorize_dls(photo_dir, size=32, bs=4, num_workers=0)
+    learn = colorize_learner(dls, arch="resnet18", pretrained=False, loss="l1", rebalance=0.5, metrics=[])
+    assert learn.loss_func.rebalance == 0.5
+    learn.fit(1, 1e-3)
+    assert learn.loss_func.weights is not None and learn.loss_func.seen > 0
+    with pytest.raises(ValueError, match="only the l1 loss"):
+        colorize_learner(dls, arch="resnet18", pretrained=False, loss="feature", rebalance=0.5)

@@ -245,3 +245,58 @@ class TestVGG:
         torch.testing.assert_close(clone(x, y), want)
         assert clone.extractor is not None and not clone.extractor.training
         assert len(pickle.dumps(clone)) < 100_000
+
+
+# ----------------------------------------------------------------------------------------------
+# ChromaL1Loss, plain and class-rebalanced
+
+
+def _gray_with_green_strip(n: int = 4, size: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
+    """(truth, gray prediction): truth is neutral gray except a green strip (1/8 of the pixels)."""
+    from colorkit.color import lab_to_rgb
+
+    lab = torch.zeros(n, 3, size, size)
+    lab[:, 0] = 50
+    lab[:, 1:, : size // 8] = torch.tensor([-30.0, 30.0]).view(1, 2, 1, 1)
+    truth = lab_to_rgb(lab).clamp(0, 1)
+    gray = lab_to_rgb(torch.cat([lab[:, :1], torch.zeros(n, 2, size, size)], 1)).clamp(0, 1)
+    return truth, gray
+
+
+def test_chroma_l1_rebalance_weighs_rare_colours_up():
+    from colorkit.loss import ChromaL1Loss
+
+    truth, gray = _gray_with_green_strip()
+    plain_loss, rebalanced = ChromaL1Loss(), ChromaL1Loss(rebalance=0.5)
+    assert float(plain_loss(truth, truth)) == 0 and float(rebalanced(truth, truth)) == 0
+    # the error is all on the rare green pixels: rebalanced, it counts several times more
+    assert float(rebalanced(gray, truth)) > 3 * float(plain_loss(gray, truth))
+    # the weights keep the loss's scale: mean 1 over the pixels counted
+    from colorkit.color import rgb_to_lab
+    from colorkit.colorclass import ab_to_bin
+
+    w = rebalanced.weights[ab_to_bin(rgb_to_lab(truth)[:, 1:])]
+    assert w.mean().item() == pytest.approx(1.0, rel=1e-4)
+
+
+def test_chroma_l1_prior_is_fixed_after_prior_batches():
+    from colorkit.loss import ChromaL1Loss
+
+    truth, gray = _gray_with_green_strip()
+    loss = ChromaL1Loss(rebalance=0.5, prior_batches=2)
+    loss(gray, truth)
+    loss(gray, truth)
+    fixed = loss.weights.clone()
+    loss(gray, gray)  # an all-gray batch no longer changes the prior
+    assert loss.seen == 2 and torch.equal(loss.weights, fixed)
+
+
+def test_make_loss_rebalance_only_for_l1():
+    from colorkit.loss import ChromaL1Loss, make_loss
+
+    assert make_loss("l1", rebalance=0.25).rebalance == 0.25
+    assert make_loss("l1").rebalance == 0
+    with pytest.raises(ValueError, match="only the l1 loss"):
+        make_loss("feature", pretrained=False, rebalance=0.5)
+    with pytest.raises(ValueError, match="rebalance"):
+        ChromaL1Loss(rebalance=2)

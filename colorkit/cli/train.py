@@ -49,7 +49,8 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
                    help="W > 0: predict a distribution over ab colour bins and add W x its cross-entropy "
                         "(more saturated colour; see docs/starter-model.md)")
     p.add_argument("--rebalance", type=float, default=0.0, metavar="LAMBDA",
-                   help="class rebalancing of the colour-class term, 0 (off) .. 1")
+                   help="class rebalancing, 0 (off) .. 1: of the colour-class term with --class-weight, else of "
+                        "the L1 loss's pixels (--loss l1: rare, saturated colours weigh more)")
     p.add_argument("--temperature", type=float, default=0.38, metavar="T",
                    help="annealed-mean temperature saved with a colour-class model (lower: more colour)")
     p.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto",
@@ -103,6 +104,9 @@ def _check_args(args: argparse.Namespace, datas: list[Path], out: Path) -> None:
                            "read as training photos next time; choose a folder outside it")
     if args.class_weight < 0 or not 0 <= args.rebalance <= 1 or args.temperature <= 0:
         raise CLIError("--class-weight must be >= 0, --rebalance in [0, 1] and --temperature > 0")
+    if args.rebalance and not args.class_weight and args.loss != "l1":
+        raise CLIError("--rebalance weights the colour-class term (--class-weight W) or the L1 loss (--loss l1); "
+                       "the feature loss cannot be rebalanced")
     if args.valid is not None and not Path(args.valid).is_dir():
         raise CLIError(f"--valid {args.valid}: no such folder")
     if args.render_size < 32:
