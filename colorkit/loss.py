@@ -295,18 +295,16 @@ class ChromaL1Loss(nn.Module):
 
     def _pixel_weights(self, ab_targ: Tensor) -> Tensor:
         """Class weights ``(B, 1, H, W)`` of the targets' bins, updating the prior while it is still counted."""
-        from .colorclass import ab_bins, ab_to_bin, rebalance_weights
+        from .colorclass import ab_to_bin, bin_prior, rebalance_weights
 
-        bins = ab_to_bin(ab_targ, self.bin_step)  # (B, H, W)
         if self.seen < self.prior_batches:
-            k = len(ab_bins(self.bin_step))
-            counts = torch.bincount(bins.flatten().cpu(), minlength=k).double()
+            counts = bin_prior(ab_targ, self.bin_step).double() * ab_targ[:, 0].numel()
             self.counts = counts if self.counts is None else self.counts + counts
             self.seen += 1
             prior = self.counts / self.counts.sum()
             w = rebalance_weights(prior, self.rebalance, step=self.bin_step).double()
             self.weights = (w / (w * prior).sum()).float()  # mean 1 over the pixels seen: the loss keeps its scale
-        return self.weights.to(ab_targ.device)[bins].unsqueeze(1)
+        return self.weights.to(ab_targ.device)[ab_to_bin(ab_targ, self.bin_step)].unsqueeze(1)
 
     def forward(self, pred: Tensor, targ: Tensor) -> Tensor:
         pred, targ = plain(pred).float(), plain(targ).float()
