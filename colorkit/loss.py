@@ -20,6 +20,7 @@ from torch import Tensor, nn
 from ._tensors import plain
 from ._weights import WeightsUnavailableError, resolve_weights
 from .color import AB_SCALE, imagenet_normalize, rgb_to_lab
+from .colorclass import ab_to_bin, bin_prior, rebalance_weights
 
 __all__ = ["LOSSES", "ChromaL1Loss", "FeatureLoss", "gram_matrix", "make_loss", "vgg16_bn_features",
            "vgg16_feature_loss"]
@@ -295,8 +296,6 @@ class ChromaL1Loss(nn.Module):
 
     def _pixel_weights(self, ab_targ: Tensor) -> Tensor:
         """Class weights ``(B, 1, H, W)`` of the targets' bins, updating the prior while it is still counted."""
-        from .colorclass import ab_to_bin, bin_prior, rebalance_weights
-
         if self.seen < self.prior_batches:
             counts = bin_prior(ab_targ, self.bin_step).double() * ab_targ[:, 0].numel()
             self.counts = counts if self.counts is None else self.counts + counts
@@ -332,8 +331,6 @@ def make_loss(name: str = "feature", pretrained: bool = True, rebalance: float =
     :data:`LOSSES`. Only ``"l1"`` takes ``rebalance``."""
     if name not in LOSSES:
         raise ValueError(f"unknown loss {name!r}; choose one of {', '.join(LOSSES)}")
-    if rebalance:
-        if name != "l1":
-            raise ValueError(f"rebalance={rebalance}: only the l1 loss can be rebalanced, not {name!r}")
-        return LOSSES[name](pretrained=pretrained, rebalance=rebalance)
-    return LOSSES[name](pretrained=pretrained)
+    if rebalance and name != "l1":
+        raise ValueError(f"rebalance={rebalance}: only the l1 loss can be rebalanced, not {name!r}")
+    return LOSSES[name](pretrained=pretrained, **({"rebalance": rebalance} if rebalance else {}))
